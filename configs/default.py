@@ -1,0 +1,76 @@
+"""Shared defaults: the paper's settings (SPEC "Networks", "Losses", "One training iteration").
+
+Every database config starts from `get_config()` here and overrides what differs. Keys are
+documented inline; the README has the full table.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # One of fergan.variants.VARIANTS (SPEC "Variants").
+    config.variant = "FESR_JL"
+
+    config.model = ml_collections.ConfigDict()
+    config.model.image_size = 128  # 128 (paper), 64 or 32.
+    config.model.channels = 1  # 1 = grayscale (paper), 3 = RGB.
+    config.model.width = 1.0  # Multiplier on every channel count; 1.0 is Tables I-II.
+    config.model.latent_dim = 64  # n, the size of g(x) and z.
+    config.model.num_classes = 7  # K; must match the dataset.
+    config.model.lightcnn_classes = 80013  # fc2 of the full LightCNN-29 v2 (identity classes).
+    # Inference form of u (SPEC "Notation"): intensity of the other classes.
+    config.model.inference_off_value = 0.5
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.lambda_z = 1.0  # l1, Eq. 22.
+    config.loss.lambda_rec = 10.0  # l2, Eq. 22.
+    config.loss.lambda_id = 5.0  # l3, Eq. 22.
+    config.loss.lambda_cls = 1.0  # l4, Eqs. 22 / 25.
+    config.loss.lambda_adv_d = 1.0  # l5, Eq. 23.
+    config.loss.lambda_intra = 0.001  # l6, Eq. 26.
+    config.loss.lambda_gp = 10.0  # WGAN-GP weight, Eq. 5.
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.learning_rate = 1e-4
+    config.optim.b1 = 0.5
+    config.optim.b2 = 0.999
+    config.optim.decay_fraction = 0.5  # Linear decay to 0 over the last fraction of training.
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 16  # Global batch, split over devices.
+    config.train.pre_epochs = 80  # P_pre in epochs (stage 1 length).
+    config.train.max_epochs = 200  # P_max in epochs.
+    config.train.n_critic = 1  # Dimg updates per iteration.
+    config.train.parallel = "shard_map"  # 'shard_map' (jit + shard_map) or 'pmap'.
+    config.train.num_devices = 0  # 0 = all local devices.
+    config.train.log_every = 50
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
+    config.train.keep_checkpoints = 3
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "synthetic_faces"  # TFDS builder name.
+    config.data.data_dir = ""  # TFDS data dir ('' = <workdir>/../tfds or TFDS default).
+    config.data.manual_dir = ""  # Folder holding a hand-downloaded database.
+    config.data.num_subjects = 60  # synthetic_faces only.
+    config.data.num_folds = 10
+    config.data.fold = 0
+    config.data.flip = True
+    config.data.worker_count = 0  # grain workers (0 = in-process).
+    config.data.crop_face = False  # Haar-cascade face crop (per sequence, on its peak frame).
+    config.data.face_margin = 0.2  # Crop margin around the detected face, fraction of its size.
+    config.data.label_last_frames = 3  # Last frames of each sequence labelled for training.
+    config.data.frames_per_sequence = 10  # synthetic_faces: neutral-to-apex sequence length.
+    config.data.synthetic_seed = -1  # synthetic_faces: render seed (-1 = config.seed).
+    config.data.synthetic_nuisance = 0.2  # synthetic_faces: pose/lighting/noise scale (0 = none).
+    config.data.synthetic_style = 0.1  # synthetic_faces: per-subject expression-style spread.
+    config.data.fold_seed = 0  # Seed of the subject-to-fold assignment (kept apart from seed).
+    config.data.class_names = ""  # expression_folder: comma-separated ("" = sorted folder names).
+    config.data.subject_regex = r"^S(\d+)_"  # expression_folder: subject id from a file name.
+    config.data.sequence_regex = ""  # expression_folder: groups 'sequence', 'frame' ("" = none).
+    config.data.read_threads = 4  # grain threads reading/decoding examples in each process.
+    config.data.prefetch = 8  # grain prefetch buffer (batches) per process.
+    config.data.worker_buffer_size = 2  # Batches buffered per grain worker process.
+    return config

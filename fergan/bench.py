@@ -1,0 +1,119 @@
+"""Training-iteration benchmark: `python -m fergan.bench --config configs/<name>.py`.
+
+Builds the configured networks (the paper's size by default), compiles the data-parallel step,
+runs a warm-up and then `--steps` iterations in stage 1 and in stage 2 on a fixed random batch,
+and prints one JSON line per stage. FLOPs come from XLA's cost analysis of the compiled step.
+"""
+
+import json
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from fergan.training.hparams import make_hparams
+from fergan.training.networks import build_networks
+from fergan.training.parallel import DataParallelStep, select_devices
+from fergan.training.state import init_state
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed iterations per stage.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed iterations per stage after compilation.")
+_STAGES = flags.DEFINE_list("stages", ["1", "2"], "Stages to time.")
+
+# Stage boundary of the benchmark's schedule: far enough that stage 1 never reaches it.
+_PRE_STEPS = 1_000_000
+
+
+def random_batch(config, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A global batch of uniform noise images with valid labels, [B, S, S, c]."""
+    b, s, c, k = (
+        config.train.batch_size,
+        config.model.image_size,
+        config.model.channels,
+        config.model.num_classes,
+    )
+    y = rng.integers(0, k, b).astype(np.int32)
+    return {
+        "x": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
+        "x_pr": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
+        "y": y,
+        "y_target": ((y + rng.integers(1, k, b)) % k).astype(np.int32),
+    }
+
+
+def peak_bytes(compiled) -> int:
+    """Device peak memory when the backend reports it, else XLA's compiled-buffer estimate."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return int(stats["peak_bytes_in_use"])
+    mem = compiled.memory_analysis()
+    return int(getattr(mem, "peak_memory_in_bytes", 0)) or int(
+        mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+    )
+
+
+def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
+    """Time the training iteration per stage; returns one result dict per stage."""
+    nets = build_networks(config.model)
+    # One "epoch" per step, so P_pre / P_max in epochs map to the benchmark's stage boundary.
+    config = config.copy_and_resolve_references()
+    config.train.pre_epochs = _PRE_STEPS
+    config.train.max_epochs = 2 * _PRE_STEPS
+    hp = make_hparams(config, steps_per_epoch=1)
+    devices = select_devices(config.train.num_devices, config.train.batch_size)
+    runner = DataParallelStep(nets, hp, devices, config.train.parallel)
+    batch = runner.place_batch(random_batch(config, np.random.default_rng(0)))
+    host_state = init_state(nets, config.seed, hp.b1, hp.b2)
+    results = []
+    for stage in stages:
+        state = runner.place_state(
+            host_state.replace(step=np.asarray(0 if stage == 1 else _PRE_STEPS, np.int32))
+        )
+        start = time.perf_counter()
+        compiled = runner.lower(state, batch).compile()
+        compile_s = time.perf_counter() - start
+        flops = float((compiled.cost_analysis() or {}).get("flops", 0.0))
+        for _ in range(warmup):
+            state, metrics = runner(state, batch)
+        jax.block_until_ready(metrics)
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            state, metrics = runner(state, batch)
+            jax.block_until_ready(metrics)
+            times.append(time.perf_counter() - start)
+        median = float(np.median(times))
+        results.append(
+            {
+                "stage": stage,
+                "variant": config.variant,
+                "batch": config.train.batch_size,
+                "image_size": config.model.image_size,
+                "width": config.model.width,
+                "devices": len(devices),
+                "parallel": config.train.parallel,
+                "compile_s": round(compile_s, 2),
+                "step_ms_median": round(1e3 * median, 2),
+                "images_per_s": round(config.train.batch_size / median, 2),
+                "peak_bytes": peak_bytes(compiled),
+                "flops_per_step": flops,
+                "achieved_flops_per_s": flops / median,
+                "backend": jax.default_backend(),
+            }
+        )
+    return results
+
+
+def main(argv):
+    del argv
+    stages = tuple(int(s) for s in _STAGES.value)
+    for result in benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value, stages):
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    app.run(main)

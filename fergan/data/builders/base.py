@@ -1,0 +1,154 @@
+"""Shared TFDS builder machinery: config, features, validation-first generation, face crop."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from fergan.data import preprocess
+
+# Every builder writes its labelled frames to this single split; folds pick train/test from it.
+SPLIT = "train"
+
+
+@dataclasses.dataclass(eq=False)
+class FaceConfig(tfds.core.BuilderConfig):
+    """Options shared by every face builder (part of the config name, so each set builds apart)."""
+
+    image_size: int = 128
+    channels: int = 1
+    crop_face: bool = False
+    face_margin: float = 0.2
+    label_last_frames: int = 3
+    class_names: tuple[str, ...] = ()
+    # Builder-specific options as a sorted tuple of (key, value) pairs (hashable, JSON-able).
+    extra: tuple[tuple[str, object], ...] = ()
+
+    def option(self, key: str, default=None):
+        return dict(self.extra).get(key, default)
+
+
+def make_config(**kwargs) -> FaceConfig:
+    """A FaceConfig named by a digest of all its options (distinct options, distinct dirs)."""
+    kwargs.setdefault("extra", ())
+    kwargs["extra"] = tuple(sorted(dict(kwargs["extra"]).items()))
+    kwargs["class_names"] = tuple(kwargs.get("class_names", ()))
+    digest = hashlib.sha1(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()
+    name = f"{kwargs['image_size']}px_{kwargs['channels']}c_{digest[:10]}"
+    return FaceConfig(name=name, version="1.0.0", **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One labelled frame to be read from disk."""
+
+    path: str
+    label: int
+    subject: int
+    sequence: int
+    frame: int
+    is_peak: bool
+
+
+def features(config: FaceConfig) -> tfds.features.FeaturesDict:
+    """The feature spec every builder shares."""
+    size, ch = config.image_size, config.channels
+    return tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(size, size, ch), encoding_format="png"),
+            "label": tfds.features.ClassLabel(names=list(config.class_names)),
+            "subject": np.int32,
+            "sequence": np.int32,
+            "frame": np.int32,
+            "is_peak": np.bool_,
+        }
+    )
+
+
+def last_frames(names: Sequence[str], k: int) -> list[tuple[int, str]]:
+    """(position, name) of the last k of a sequence's sorted frame names."""
+    names = sorted(names)
+    start = max(len(names) - k, 0)
+    return [(i, names[i]) for i in range(start, len(names))]
+
+
+def check_config(config: FaceConfig) -> None:
+    """Raises ValueError naming the bad option."""
+    if not 16 <= config.image_size <= 1024:
+        raise ValueError(f"model.image_size must be in [16, 1024], got {config.image_size}.")
+    if config.channels not in (1, 3):
+        raise ValueError(f"model.channels must be 1 or 3, got {config.channels}.")
+    if config.label_last_frames < 1:
+        raise ValueError(f"data.label_last_frames must be >= 1, got {config.label_last_frames}.")
+
+
+class FaceFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base for builders reading a hand-downloaded database from `manual_dir`.
+
+    Subclasses implement `_records`, which scans and validates the whole folder before anything is
+    written, so label and layout errors never leave a partial dataset behind (TFDS also deletes its
+    incomplete directory when a later image fails to decode).
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012 (TFDS class attribute)
+    BUILDER_CONFIGS = ()
+    LAYOUT = ""  # Expected folder layout, shown in errors and instructions.
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=features(self.builder_config))
+
+    @abc.abstractmethod
+    def _records(self, root: str) -> list[Record]:
+        """Scans `root` and returns every labelled frame, raising DataError on bad input."""
+
+    def _split_generators(self, dl_manager):
+        check_config(self.builder_config)
+        root = os.fspath(dl_manager.manual_dir)
+        records = self._records(root)
+        if not records:
+            raise preprocess.DataError(f"No labelled images found under {root!r}.\n{self.LAYOUT}")
+        return {SPLIT: self._generate_examples(records)}
+
+    def _generate_examples(self, records: list[Record]) -> Iterator[tuple[str, dict]]:
+        cfg = self.builder_config
+        by_seq: dict[int, list[Record]] = defaultdict(list)
+        for r in records:
+            by_seq[r.sequence].append(r)
+        for seq in sorted(by_seq):
+            frames = sorted(by_seq[seq], key=lambda r: r.frame)
+            box = None
+            if cfg.crop_face:
+                # One box per sequence, found on its peak frame, so frames stay aligned.
+                peak = preprocess.decode_image(frames[-1].path)
+                box = preprocess.detect_face(peak, cfg.face_margin)
+            for r in frames:
+                image = preprocess.decode_image(r.path)
+                image = preprocess.prepare(image, cfg.image_size, cfg.channels, box)
+                yield (
+                    f"{r.sequence}_{r.frame}",
+                    {
+                        "image": preprocess.encode_png(image),
+                        "label": r.label,
+                        "subject": r.subject,
+                        "sequence": r.sequence,
+                        "frame": r.frame,
+                        "is_peak": r.is_peak,
+                    },
+                )
+
+
+def subject_numbers(names: Sequence[str]) -> dict[str, int]:
+    """Maps subject names to ints: their value when all are numeric, else their sorted rank."""
+    unique = sorted(set(names))
+    if all(n.isdigit() for n in unique):
+        return {n: int(n) for n in unique}
+    return {n: i for i, n in enumerate(unique)}

@@ -1,0 +1,92 @@
+"""CK+ (Extended Cohn-Kanade) from its official release folders."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from fergan.data.builders import base
+from fergan.data.preprocess import DataError, list_images
+
+CLASS_NAMES = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
+
+LAYOUT = """\
+Expected layout of the CK+ release (unpack extended-cohn-kanade-images.zip and Emotion_labels.zip
+into one folder, the manual dir):
+  <manual_dir>/cohn-kanade-images/S005/001/S005_001_00000001.png ... (every frame of a sequence)
+  <manual_dir>/Emotion/S005/001/S005_001_00000011_emotion.txt       (one number, e.g. 3.0000000e+00)
+Emotion codes: 0=neutral 1=anger 2=contempt 3=disgust 4=fear 5=happy 6=sadness 7=surprise. Only
+sequences with an emotion file are used; the last `label_last_frames` frames carry its label."""
+
+_DIR = re.compile(r"^S(\d+)$")
+_SEQ = re.compile(r"^(\d+)$")
+_FRAME = re.compile(r"_(\d+)\.[A-Za-z]+$")
+
+
+def parse_emotion(path: str) -> int:
+    """Reads a CK+ emotion file; returns the class index 0..6 (code 1..7 minus one)."""
+    with open(path) as f:
+        text = f.read().strip()
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise DataError(f"Emotion file {path!r} holds {text!r}, not a number.") from e
+    if value != int(value) or not 1 <= value <= 7:
+        raise DataError(
+            f"Emotion file {path!r} holds label {text!r}; expected an integer code in 1..7 "
+            "(1=anger ... 7=surprise)."
+        )
+    return int(value) - 1
+
+
+class CkPlus(base.FaceFolderBuilder):
+    """CK+: 7 expressions, the last frames of each labelled sequence, peak frame for testing."""
+
+    LAYOUT = LAYOUT
+    MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT
+
+    def _records(self, root: str) -> list[base.Record]:
+        images, emotion = os.path.join(root, "cohn-kanade-images"), os.path.join(root, "Emotion")
+        for d in (images, emotion):
+            if not os.path.isdir(d):
+                raise FileNotFoundError(f"Missing folder {d!r}.\n{LAYOUT}")
+        k = self.builder_config.label_last_frames
+        records = []
+        for subj in sorted(os.listdir(emotion)):
+            m = _DIR.match(subj)
+            if not m:
+                continue
+            subject = int(m.group(1))
+            for seq in sorted(os.listdir(os.path.join(emotion, subj))):
+                if not _SEQ.match(seq):
+                    continue
+                label_dir = os.path.join(emotion, subj, seq)
+                files = [n for n in sorted(os.listdir(label_dir)) if n.endswith("_emotion.txt")]
+                if not files:
+                    continue  # Unlabelled sequence, as in the release.
+                label = parse_emotion(os.path.join(label_dir, files[-1]))
+                frame_dir = os.path.join(images, subj, seq)
+                if not os.path.isdir(frame_dir):
+                    raise FileNotFoundError(
+                        f"Emotion file {os.path.join(label_dir, files[-1])!r} has no image folder "
+                        f"{frame_dir!r}.\n{LAYOUT}"
+                    )
+                names = list_images(frame_dir)
+                if not names:
+                    raise DataError(f"Sequence folder {frame_dir!r} holds no images.")
+                sequence = subject * 1000 + int(seq)
+                chosen = base.last_frames(names, k)
+                for pos, name in chosen:
+                    m_frame = _FRAME.search(name)
+                    frame = int(m_frame.group(1)) if m_frame else pos
+                    records.append(
+                        base.Record(
+                            path=os.path.join(frame_dir, name),
+                            label=label,
+                            subject=subject,
+                            sequence=sequence,
+                            frame=frame,
+                            is_peak=pos == len(names) - 1,
+                        )
+                    )
+        return records

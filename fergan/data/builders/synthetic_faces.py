@@ -1,0 +1,49 @@
+"""The built-in procedural face set: no files, generated from the config seed."""
+
+from __future__ import annotations
+
+import tensorflow_datasets as tfds
+
+from fergan.data import preprocess, synthetic
+from fergan.data.builders import base
+
+
+class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
+    """CK+-shaped sequences of rendered faces (see fergan.data.synthetic)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012 (TFDS class attribute)
+    BUILDER_CONFIGS = ()
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=base.features(self.builder_config))
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Nothing to download or read.
+        base.check_config(self.builder_config)
+        return {base.SPLIT: self._generate_examples()}
+
+    def _generate_examples(self):
+        cfg = self.builder_config
+        frames = synthetic.generate(
+            seed=cfg.option("seed"),
+            num_subjects=cfg.option("num_subjects"),
+            size=cfg.image_size,
+            frames_per_sequence=cfg.option("frames_per_sequence"),
+            label_last_frames=cfg.label_last_frames,
+            nuisance=cfg.option("nuisance"),
+            style=cfg.option("style"),
+        )
+        for fr in frames:
+            image = preprocess.to_channels(fr.image, cfg.channels)
+            yield (
+                f"{fr.sequence}_{fr.frame}",
+                {
+                    "image": preprocess.encode_png(image),
+                    "label": fr.label,
+                    "subject": fr.subject,
+                    "sequence": fr.sequence,
+                    "frame": fr.frame,
+                    "is_peak": fr.is_peak,
+                },
+            )

@@ -1,0 +1,229 @@
+"""Fold selection over the TFDS data source and the grain pipeline serving FESR's triplets.
+
+Each training element is (x, y, x_pr, y_target): a labelled frame, another training frame of the
+same class, and a target label != y. Everything random is derived from `config.seed` and the
+global example index (hence the step), so any process count and any resume see the same data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import grain
+import ml_collections
+import numpy as np
+from absl import flags
+
+from fergan.data import builders, folds
+from fergan.data.preprocess import to_float
+
+
+class IndexedSource:
+    """A random-access view of selected examples of a TFDS data source (grain source protocol).
+
+    `labels`, `subjects`, `sequences`, `frames` and `is_peak` hold the metadata of the selected
+    examples, read once at construction.
+    """
+
+    def __init__(self, source, indices: np.ndarray, meta: dict[str, np.ndarray]):
+        self._source = source
+        self.indices = np.asarray(indices, np.int64)
+        self.labels = meta["label"][self.indices].astype(np.int32)
+        self.subjects = meta["subject"][self.indices].astype(np.int32)
+        self.sequences = meta["sequence"][self.indices].astype(np.int32)
+        self.frames = meta["frame"][self.indices].astype(np.int32)
+        self.is_peak = meta["is_peak"][self.indices].astype(bool)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        return self._source[int(self.indices[i])]
+
+    def image(self, i: int) -> np.ndarray:
+        """uint8 [H, W, C] of example i."""
+        return self[i]["image"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    """One fold of a prepared database."""
+
+    train: IndexedSource  # Labelled training frames (last frames of training subjects' sequences).
+    test: IndexedSource  # Peak frames of the held-out subjects.
+    class_names: tuple[str, ...]
+    num_train_subjects: int
+    num_test_subjects: int
+    image_size: int
+    channels: int
+    name: str
+    data_dir: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _read_meta(source) -> dict[str, np.ndarray]:
+    keys = ("label", "subject", "sequence", "frame", "is_peak")
+    rows = [source[i] for i in range(len(source))]
+    return {k: np.array([r[k] for r in rows]) for k in keys}
+
+
+def build_datasets(config: ml_collections.ConfigDict, data_dir: str) -> Datasets:
+    """Prepares `config.data.name` into `data_dir` if needed and selects fold `config.data.fold`.
+
+    Raises:
+      ValueError: `model.num_classes` differs from the dataset's class count, or a bad fold option.
+      FileNotFoundError: the manual folder of a hand-downloaded database is missing.
+    """
+    data_dir = os.path.expanduser(data_dir)
+    builder = builders.make_builder(config, data_dir)
+    class_names = tuple(builder.builder_config.class_names)
+    if config.model.num_classes != len(class_names):
+        raise ValueError(
+            f"model.num_classes={config.model.num_classes} but dataset {config.data.name} has "
+            f"{len(class_names)} classes {class_names}; set model.num_classes={len(class_names)}."
+        )
+    builders.prepare(builder, config.data.manual_dir)
+    source = builder.as_data_source(builders.SPLIT)
+    meta = _read_meta(source)
+    train_idx, test_idx = folds.fold_indices(
+        meta["subject"], config.data.num_folds, config.data.fold, config.data.fold_seed
+    )
+    test_idx = test_idx[meta["is_peak"][test_idx]]  # Peak frame only, as in the protocol.
+    train, test = IndexedSource(source, train_idx, meta), IndexedSource(source, test_idx, meta)
+    return Datasets(
+        train=train,
+        test=test,
+        class_names=class_names,
+        num_train_subjects=len(np.unique(train.subjects)),
+        num_test_subjects=len(np.unique(test.subjects)),
+        image_size=int(config.model.image_size),
+        channels=int(config.model.channels),
+        name=config.data.name,
+        data_dir=data_dir,
+    )
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, datasets: Datasets) -> int:
+    """Global steps per pass over the training frames (at least 1)."""
+    return max(len(datasets.train) // config.train.batch_size, 1)
+
+
+class _WithIndex:
+    """(global example index, training position) pairs, before sharding."""
+
+    def __call__(self, index: int, position: int) -> tuple[int, int]:
+        return index, int(position)
+
+
+class _TripletLoader:
+    """Global example index + training position -> one (x, y, x_pr, y_target) example."""
+
+    def __init__(self, source: IndexedSource, num_classes: int, batch: int, seed: int, flip: bool):
+        self.source = source
+        self.num_classes = num_classes
+        self.batch = batch
+        self.seed = seed
+        self.flip = flip
+        self.by_class = [np.flatnonzero(source.labels == k) for k in range(num_classes)]
+
+    def __call__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
+        index, pos = item
+        step, slot = divmod(index, self.batch)
+        rng = np.random.default_rng([self.seed, 0x7219, step, slot])
+        y = int(self.source.labels[pos])
+        same = self.by_class[y]
+        if len(same) > 1:
+            # Uniform over the other frames of the class: draw among len-1 and skip `pos`.
+            j = int(rng.integers(len(same) - 1))
+            partner = int(same[j + (same[j] >= pos)])
+        else:
+            partner = pos
+        offset = int(rng.integers(self.num_classes - 1))
+        y_target = offset + (offset >= y)
+        x, x_pr = self.source.image(pos), self.source.image(partner)
+        if self.flip:
+            x = x[:, ::-1] if rng.random() < 0.5 else x
+            x_pr = x_pr[:, ::-1] if rng.random() < 0.5 else x_pr
+        return {
+            "x": to_float(x),
+            "y": np.int32(y),
+            "x_pr": to_float(x_pr),
+            "y_target": np.int32(y_target),
+        }
+
+
+def make_train_iterator(
+    config: ml_collections.ConfigDict,
+    datasets: Datasets,
+    *,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.DatasetIterator:
+    """Infinite iterator over this process's share of each global training batch.
+
+    Global batch `config.train.batch_size` = B; each process gets B / process_count examples per
+    step (a disjoint slice of the same global batch). Epochs are reshuffled from `config.seed`.
+    The iterator supports `get_state()` / `set_state()` for exact resumption.
+
+    Yields:
+      dicts with `x` float32 [b, H, W, C] in [-1, 1], `y` int32 [b], `x_pr` float32 [b, H, W, C]
+      (same class as `y`), `y_target` int32 [b] (!= y); b = B / process_count.
+    """
+    batch = int(config.train.batch_size)
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} must be in [0, {process_count}).")
+    if batch % process_count:
+        raise ValueError(
+            f"train.batch_size={batch} must be divisible by the process count {process_count}."
+        )
+    if datasets.num_classes < 2:
+        raise ValueError(f"Need at least 2 classes for y_target, got {datasets.class_names}.")
+    if len(datasets.train) == 0:
+        raise ValueError(f"Fold {config.data.fold} of {datasets.name} has no training frames.")
+    seed = int(config.seed)
+    loader = _TripletLoader(datasets.train, datasets.num_classes, batch, seed, config.data.flip)
+    ds = grain.MapDataset.range(len(datasets.train)).shuffle(seed=seed % 2**32).repeat(None)
+    ds = ds.map_with_index(_WithIndex())
+    ds = ds[process_index::process_count]
+    ds = ds.map(loader).batch(batch // process_count, drop_remainder=True)
+    read = grain.ReadOptions(
+        num_threads=int(config.data.read_threads), prefetch_buffer_size=int(config.data.prefetch)
+    )
+    it_ds = ds.to_iter_dataset(read)
+    if config.data.worker_count > 0:
+        # grain's worker processes read absl flags; outside absl.app (tests, notebooks) they are
+        # unparsed, so take the defaults.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        it_ds = it_ds.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=int(config.data.worker_count),
+                per_worker_buffer_size=int(config.data.worker_buffer_size),
+            )
+        )
+    return iter(it_ds)
+
+
+def eval_arrays(datasets: Datasets, split: str = "test") -> dict[str, np.ndarray]:
+    """Every example of `split` ('train' or 'test') as numpy arrays.
+
+    Returns:
+      `x` float32 [N, H, W, C] in [-1, 1], `y` int32 [N], `subject` int32 [N], `sequence` int32 [N],
+      `frame` int32 [N].
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    src: IndexedSource = getattr(datasets, split)
+    shape = (0, datasets.image_size, datasets.image_size, datasets.channels)
+    x = np.stack([src.image(i) for i in range(len(src))]) if len(src) else np.zeros(shape, np.uint8)
+    return {
+        "x": to_float(x),
+        "y": src.labels.copy(),
+        "subject": src.subjects.copy(),
+        "sequence": src.sequences.copy(),
+        "frame": src.frames.copy(),
+    }

@@ -1,0 +1,518 @@
+"""Procedural grayscale faces with independent identity and expression factors.
+
+Everything here is pure NumPy and deterministic given a `np.random.Generator`. A face is drawn
+analytically on a pixel grid (soft-edged shapes, so any size from 32 to 128 renders cleanly):
+identity fixes the face outline, proportions, skin/hair tones and feature geometry; expression is a
+vector of facial action parameters (loosely after FACS action units) scaled by an intensity in
+[0, 1]; nuisance adds small pose, lighting and pixel noise.
+
+Coordinates: `u` runs left to right and `v` top to bottom, both in [-1, 1] over the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+# Same names and order as CK+'s emotion codes 1..7 (label = code - 1).
+EXPRESSIONS = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
+
+# Action parameters, each roughly in [-1, 1]; 0 is the neutral face.
+ACTIONS = (
+    "brow_inner_up",  # AU1
+    "brow_outer_up",  # AU2
+    "brow_lower",  # AU4: lowered and drawn together.
+    "lid_raise",  # AU5: wide eyes; negative = drooping lids.
+    "lid_tighten",  # AU6/7: squint and cheek raise.
+    "nose_wrinkle",  # AU9
+    "upper_lip_raise",  # AU10
+    "corner_up",  # AU12
+    "corner_down",  # AU15
+    "lip_stretch",  # AU20
+    "jaw_drop",  # AU25-27
+    "asym",  # AU14 on one side only (contempt).
+    "lip_press",  # AU23/24
+    "chin_raise",  # AU17
+)
+_A = {name: i for i, name in enumerate(ACTIONS)}
+_ZOOM = 1.2
+
+# Apex action vectors per expression, following the usual EMFACS prototypes.
+_PROTOTYPES = {
+    "anger": {
+        "brow_lower": 1.0,
+        "lid_raise": 0.35,
+        "lid_tighten": 0.5,
+        "lip_press": 1.0,
+        "chin_raise": 0.4,
+    },
+    "contempt": {"asym": 1.0, "lid_tighten": 0.15},
+    "disgust": {
+        "nose_wrinkle": 1.0,
+        "upper_lip_raise": 0.9,
+        "corner_down": 0.4,
+        "brow_lower": 0.45,
+        "lid_tighten": 0.45,
+    },
+    "fear": {
+        "brow_inner_up": 1.0,
+        "brow_outer_up": 0.5,
+        "brow_lower": 0.45,
+        "lid_raise": 1.0,
+        "lip_stretch": 1.0,
+        "jaw_drop": 0.35,
+    },
+    "happiness": {"lid_tighten": 0.6, "corner_up": 1.0, "jaw_drop": 0.3, "lip_stretch": 0.2},
+    "sadness": {
+        "brow_inner_up": 0.9,
+        "brow_lower": 0.3,
+        "lid_raise": -0.35,
+        "corner_down": 1.0,
+        "chin_raise": 0.6,
+    },
+    "surprise": {
+        "brow_inner_up": 1.0,
+        "brow_outer_up": 1.0,
+        "lid_raise": 1.0,
+        "jaw_drop": 1.0,
+    },
+}
+
+
+def expression_actions(expression: int | str) -> np.ndarray:
+    """Apex action vector of one expression class (index into EXPRESSIONS, or its name).
+
+    Returns:
+      float64 [len(ACTIONS)].
+    """
+    name = EXPRESSIONS[expression] if isinstance(expression, int | np.integer) else expression
+    if name not in _PROTOTYPES:
+        raise ValueError(f"Unknown expression {expression!r}; allowed: {EXPRESSIONS}.")
+    vec = np.zeros(len(ACTIONS))
+    for key, value in _PROTOTYPES[name].items():
+        vec[_A[key]] = value
+    return vec
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """One subject's fixed appearance and expression style (all scalars unless stated)."""
+
+    face_w: float  # Half-width of the face outline.
+    face_h: float  # Half-height.
+    face_cy: float  # Vertical centre.
+    jaw: float  # Superellipse exponent of the lower half (small = pointed chin).
+    skin: float  # Skin gray level in [0, 1].
+    background: float
+    hair: float  # Hair gray level.
+    hairline: float  # v of the hairline at the centre.
+    hair_volume: float
+    eye_y: float
+    eye_sep: float  # Half distance between eye centres.
+    eye_w: float  # Half-width of an eye.
+    eye_h: float  # Half-height of an open eye.
+    iris: float  # Iris gray level.
+    brow_gap: float  # Brow height above the eye centre.
+    brow_thick: float
+    brow_len: float
+    brow_tone: float
+    brow_arch: float
+    nose_len: float  # Nose tip v.
+    nose_w: float
+    mouth_y: float
+    mouth_w: float  # Half-width.
+    lip_thick: float
+    lip_tone: float  # Lip darkness relative to skin.
+    glasses: bool
+    rest: np.ndarray  # [len(ACTIONS)] resting action bias (e.g. a naturally down-turned mouth).
+    gain: np.ndarray  # [len(EXPRESSIONS)] how strongly this subject poses each expression.
+    style: np.ndarray  # [len(EXPRESSIONS), len(ACTIONS)] idiosyncratic offsets at apex.
+
+
+def sample_identity(rng: np.random.Generator, style_scale: float = 0.1) -> Identity:
+    """Draws a random subject. `style_scale` sets how much subjects differ in posing expressions."""
+    u = rng.uniform
+    skin = u(0.45, 0.85)
+    # Keep the background apart from the skin so the outline stays visible.
+    background = (skin + u(0.2, 0.6) * rng.choice([-1.0, 1.0])) % 1.0
+    background = float(np.clip(background, 0.05, 0.95))
+    return Identity(
+        face_w=u(0.50, 0.66),
+        face_h=u(0.70, 0.84),
+        face_cy=u(0.02, 0.10),
+        jaw=u(1.5, 2.6),
+        skin=skin,
+        background=background,
+        hair=u(0.03, 0.9),
+        hairline=u(-0.62, -0.38),
+        hair_volume=u(0.02, 0.14),
+        eye_y=u(-0.16, -0.04),
+        eye_sep=u(0.20, 0.29),
+        eye_w=u(0.085, 0.12),
+        eye_h=u(0.035, 0.055),
+        iris=u(0.05, 0.45),
+        brow_gap=u(0.10, 0.16),
+        brow_thick=u(0.022, 0.048),
+        brow_len=u(0.11, 0.17),
+        brow_tone=u(0.05, 0.45),
+        brow_arch=u(0.0, 0.035),
+        nose_len=u(0.18, 0.30),
+        nose_w=u(0.045, 0.075),
+        mouth_y=u(0.40, 0.52),
+        mouth_w=u(0.14, 0.22),
+        lip_thick=u(0.018, 0.04),
+        lip_tone=u(0.55, 0.9),
+        glasses=bool(rng.random() < 0.2),
+        rest=rng.normal(0.0, 0.5 * style_scale, len(ACTIONS)),
+        gain=u(1.0 - 1.5 * style_scale, 1.0 + 0.5 * style_scale, len(EXPRESSIONS)),
+        style=rng.normal(0.0, style_scale, (len(EXPRESSIONS), len(ACTIONS))),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Nuisance:
+    """Per-image pose, lighting and noise."""
+
+    roll: float = 0.0  # In-plane rotation, radians.
+    yaw: float = 0.0  # Approximate out-of-plane turn in [-1, 1].
+    scale: float = 1.0
+    shift_u: float = 0.0
+    shift_v: float = 0.0
+    light_u: float = 0.0  # Directional light gradient across the face.
+    light_v: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 1.0
+    noise: float = 0.0  # Gaussian pixel noise std, in [0, 1] gray units.
+
+
+def sample_nuisance(rng: np.random.Generator, amount: float = 1.0) -> Nuisance:
+    """Draws pose, lighting and noise; `amount` scales all of them (0 = canonical)."""
+    return Nuisance(
+        roll=rng.normal(0.0, 0.07 * amount),
+        yaw=float(np.clip(rng.normal(0.0, 0.35 * amount), -1, 1)),
+        scale=1.0 + rng.normal(0.0, 0.05 * amount),
+        shift_u=rng.normal(0.0, 0.04 * amount),
+        shift_v=rng.normal(0.0, 0.04 * amount),
+        light_u=rng.normal(0.0, 0.25 * amount),
+        light_v=rng.normal(0.0, 0.12 * amount),
+        brightness=rng.normal(0.0, 0.06 * amount),
+        contrast=1.0 + rng.normal(0.0, 0.12 * amount),
+        noise=abs(rng.normal(0.0, 0.03 * amount)),
+    )
+
+
+def jitter_nuisance(base: Nuisance, rng: np.random.Generator, amount: float = 0.15) -> Nuisance:
+    """Small frame-to-frame change of a sequence's nuisance (head motion, flicker)."""
+    return dataclasses.replace(
+        base,
+        roll=base.roll + rng.normal(0.0, 0.02 * amount),
+        yaw=float(np.clip(base.yaw + rng.normal(0.0, 0.1 * amount), -1, 1)),
+        shift_u=base.shift_u + rng.normal(0.0, 0.02 * amount),
+        shift_v=base.shift_v + rng.normal(0.0, 0.02 * amount),
+    )
+
+
+def _soft(signed: np.ndarray, edge: float) -> np.ndarray:
+    """Coverage in [0, 1] from a signed distance (negative inside), anti-aliased over `edge`."""
+    return np.clip(0.5 - signed / edge, 0.0, 1.0)
+
+
+def _blend(img: np.ndarray, alpha: np.ndarray, value: float | np.ndarray) -> np.ndarray:
+    return img + alpha * (value - img)
+
+
+def _polyline_dist(u: np.ndarray, v: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Distance from every pixel to a polyline with vertices `pts` [P, 2] (u, v)."""
+    a, b = pts[:-1], pts[1:]
+    d = b - a
+    pu = u[..., None] - a[:, 0]
+    pv = v[..., None] - a[:, 1]
+    t = np.clip((pu * d[:, 0] + pv * d[:, 1]) / np.maximum((d**2).sum(1), 1e-12), 0.0, 1.0)
+    return np.sqrt((pu - t * d[:, 0]) ** 2 + (pv - t * d[:, 1]) ** 2).min(-1)
+
+
+def _ellipse_sd(u, v, cu, cv, ru, rv):
+    """Approximate signed distance to an axis-aligned ellipse (exact for circles)."""
+    r = np.sqrt(((u - cu) / ru) ** 2 + ((v - cv) / rv) ** 2)
+    return (r - 1.0) * min(ru, rv)
+
+
+def render_face(
+    identity: Identity,
+    expression: int | str | None,
+    intensity: float,
+    size: int,
+    rng: np.random.Generator | None = None,
+    nuisance: Nuisance | None = None,
+) -> np.ndarray:
+    """Renders one face.
+
+    Args:
+      identity: the subject (see `sample_identity`).
+      expression: class index into EXPRESSIONS, its name, or None for neutral.
+      intensity: 0 = neutral, 1 = apex.
+      size: output height = width in pixels.
+      rng: source of pixel noise (and of the nuisance when `nuisance` is None). None renders the
+        clean canonical face: no pose change, flat lighting, no noise (for ground-truth metrics).
+      nuisance: pose/lighting/noise; drawn from `rng` when None and `rng` is given.
+
+    Returns:
+      float32 [size, size] gray levels in [0, 1].
+    """
+    if nuisance is None:
+        nuisance = sample_nuisance(rng) if rng is not None else Nuisance()
+    acts = identity.rest.copy()
+    if expression is not None:
+        k = EXPRESSIONS.index(expression) if isinstance(expression, str) else int(expression)
+        apex = identity.gain[k] * expression_actions(k) + identity.style[k]
+        acts = acts + intensity * apex
+    return _draw(identity, acts, size, nuisance, rng)
+
+
+def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.ndarray:
+    a = {name: float(acts[i]) for name, i in _A.items()}
+    pos = lambda x: max(x, 0.0)
+    edge = 3.0 / size  # About 1.5 pixels of soft edge.
+    # Pixel grid, then the inverse pose transform: roll, scale and shift of the whole head.
+    g = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
+    V0, U0 = np.meshgrid(g, g, indexing="ij")
+    c, s = np.cos(nz.roll), np.sin(nz.roll)
+    Ut, Vt = U0 - nz.shift_u, V0 - nz.shift_v
+    # _ZOOM makes the face fill the frame like a face-detector crop.
+    U = (c * Ut + s * Vt) / (nz.scale * _ZOOM)
+    V = (-s * Ut + c * Vt) / (nz.scale * _ZOOM) + 0.04
+    # Yaw: the outline narrows a little while inner features slide towards the turn.
+    yaw_shift = 0.09 * nz.yaw
+    Uf = (U - yaw_shift) / (1.0 - 0.08 * abs(nz.yaw))
+    edge = edge / (nz.scale * _ZOOM)
+
+    img = np.full((size, size), idt.background, np.float32)
+    img = img + 0.08 * (V0 * 0.5 - U0 * 0.3)  # Background gradient.
+
+    # Hair mass behind the head, neck, then the face outline.
+    hair_sd = _ellipse_sd(
+        U,
+        V,
+        0.0,
+        idt.face_cy - 0.1,
+        idt.face_w + idt.hair_volume,
+        idt.face_h + idt.hair_volume * 0.8,
+    )
+    hair_mask = _soft(hair_sd, edge) * np.clip((idt.face_cy + 0.15 - V) / 0.1, 0, 1)
+    img = _blend(img, hair_mask, idt.hair)
+    neck_sd = np.maximum(np.abs(U) - idt.face_w * 0.55, idt.face_cy + 0.3 - V)
+    img = _blend(img, _soft(neck_sd, edge), idt.skin * 0.82)
+
+    dy = V - idt.face_cy
+    p = np.where(dy > 0, idt.jaw, 2.2)
+    r = (np.abs(U / idt.face_w) ** p + np.abs(dy / idt.face_h) ** p) ** (1.0 / p)
+    face_cov = _soft((r - 1.0) * idt.face_w, edge)
+    # Rounded shading: darker towards the rim, plus a directional light.
+    rim = np.sqrt(np.clip(1.0 - np.minimum(r, 1.0) ** 2, 0.0, 1.0))
+    shade = 0.78 + 0.22 * rim + nz.light_u * U + nz.light_v * V
+    img = _blend(img, face_cov, idt.skin * shade)
+
+    # Fringe: hair over the forehead above the hairline curve.
+    hl = idt.hairline + idt.face_cy + 0.18 * (U / idt.face_w) ** 2
+    fringe = face_cov * np.clip((hl - V) / edge + 0.5, 0, 1)
+    img = _blend(img, fringe, idt.hair)
+
+    skin = idt.skin
+    ink = lambda img, sd, tone, strength=1.0: _blend(
+        img, strength * face_cov * _soft(sd, edge), tone
+    )
+
+    # Eyes, brows and glasses, mirrored for both sides (side = -1 left, +1 right).
+    lid_open = 1.0 + 0.8 * a["lid_raise"] - 0.55 * pos(a["lid_tighten"])
+    for side in (-1.0, 1.0):
+        cu = side * idt.eye_sep
+        du = (Uf - cu) / idt.eye_w
+        prof = np.clip(1.0 - du**2, 0.0, None)
+        up_h = idt.eye_h * max(lid_open, 0.15)
+        lo_h = idt.eye_h * 0.75 * (1.0 - 0.45 * pos(a["lid_tighten"]))
+        top = idt.eye_y - up_h * prof
+        bot = idt.eye_y + lo_h * prof
+        inside = np.maximum(top - V, V - bot)
+        inside = np.where(np.abs(du) < 1.0, inside, 1.0)
+        img = ink(img, inside, 0.92 * skin + 0.08)
+        iris_sd = np.maximum(_ellipse_sd(Uf, V, cu, idt.eye_y, idt.eye_h, idt.eye_h), inside)
+        img = ink(img, iris_sd, idt.iris)
+        lid_line = np.abs(V - top) - 0.012 - 0.01 * pos(a["lid_raise"])
+        img = ink(img, np.where(np.abs(du) < 1.05, lid_line, 1.0), 0.25 * skin)
+        # Cheek raise / lower-lid bulge under a squint or smile.
+        bulge = np.abs(V - (bot + 0.035)) - 0.006
+        img = ink(img, np.where(np.abs(du) < 0.8, bulge, 1.0), 0.7 * skin, pos(a["lid_tighten"]))
+
+        # Brow: inner end near the nose, outer end at the temple.
+        by = idt.eye_y - idt.brow_gap
+        inner_u = side * (idt.eye_sep - idt.brow_len * 0.75 - 0.035 * pos(a["brow_lower"]))
+        outer_u = side * (idt.eye_sep + idt.brow_len)
+        inner_v = by + 0.045 * a["brow_lower"] - 0.075 * a["brow_inner_up"]
+        outer_v = by + 0.015 * a["brow_lower"] - 0.065 * a["brow_outer_up"] + 0.01
+        t = np.linspace(0.0, 1.0, 6)
+        arch = (idt.brow_arch + 0.02 * pos(a["brow_outer_up"])) * np.sin(np.pi * t)
+        pts = np.stack(
+            [inner_u + (outer_u - inner_u) * t, inner_v + (outer_v - inner_v) * t - arch], 1
+        )
+        brow_sd = _polyline_dist(Uf, V, pts) - idt.brow_thick * (0.5 - 0.35 * t.mean())
+        img = ink(img, brow_sd, idt.brow_tone)
+        if idt.glasses:
+            ring = np.abs(_ellipse_sd(Uf, V, cu, idt.eye_y, idt.eye_w * 1.35, idt.eye_w * 1.05))
+            img = ink(img, ring - 0.008, 0.12)
+
+    if idt.glasses:
+        bridge = np.array(
+            [
+                [-idt.eye_sep + idt.eye_w * 1.3, idt.eye_y],
+                [idt.eye_sep - idt.eye_w * 1.3, idt.eye_y],
+            ]
+        )
+        img = ink(img, _polyline_dist(Uf, V, bridge) - 0.008, 0.12)
+
+    # Frown lines between the brows.
+    frown = pos(a["brow_lower"])
+    for side in (-1.0, 1.0):
+        pts = np.array(
+            [[side * 0.03, idt.eye_y - 0.02], [side * 0.045, idt.eye_y - idt.brow_gap + 0.02]]
+        )
+        img = ink(img, _polyline_dist(Uf, V, pts) - 0.007, 0.6 * skin, min(frown, 1.0))
+
+    # Nose: side shading, nostrils (flared by a wrinkle) and bridge wrinkles.
+    tip = idt.eye_y + idt.nose_len - 0.02 * pos(a["nose_wrinkle"])
+    for side in (-1.0, 1.0):
+        pts = np.array([[side * 0.04, idt.eye_y + 0.03], [side * idt.nose_w * 0.9, tip - 0.02]])
+        img = ink(img, _polyline_dist(Uf, V, pts) - 0.006, 0.8 * skin, 0.7)
+        nw = idt.nose_w * (1.0 + 0.3 * pos(a["nose_wrinkle"]))
+        nostril = _ellipse_sd(Uf, V, side * nw * 0.6, tip, nw * 0.35, 0.016)
+        img = ink(img, nostril, 0.35 * skin)
+    wrinkle = pos(a["nose_wrinkle"])
+    for k in range(3):
+        vy = idt.eye_y + 0.02 + 0.025 * k
+        pts = np.array([[-0.06, vy + 0.01], [0.0, vy], [0.06, vy + 0.01]])
+        img = ink(img, _polyline_dist(Uf, V, pts) - 0.005, 0.65 * skin, min(wrinkle, 1.0))
+
+    # Mouth: corners move up/down/out, the jaw opens the lips, one corner for contempt.
+    hw = idt.mouth_w * (1.0 + 0.25 * a["corner_up"] + 0.4 * pos(a["lip_stretch"]))
+    hw *= 1.0 - 0.25 * pos(a["lip_press"]) - 0.2 * pos(a["jaw_drop"])
+    my = idt.mouth_y + 0.03 * pos(a["jaw_drop"]) - 0.02 * pos(a["chin_raise"])
+    t = (Uf - 0.0) / hw
+    inside_w = np.abs(t) < 1.0
+    t = np.clip(t, -1.0, 1.0)
+    bend = -0.075 * a["corner_up"] + 0.06 * a["corner_down"]
+    lift = -0.07 * a["asym"] * np.clip(t, 0.0, None) ** 2  # Only the right corner rises.
+    base = my + bend * t**2 + lift
+    prof = np.clip(1.0 - t**2, 0.0, None) ** 0.7
+    opening = 0.13 * pos(a["jaw_drop"]) + 0.025 * pos(a["lip_stretch"]) + 0.02 * pos(a["corner_up"])
+    opening *= 1.0 - 0.8 * pos(a["lip_press"])
+    up_in = base - (0.35 * opening + 0.015 * pos(a["upper_lip_raise"])) * prof
+    lo_in = base + 0.65 * opening * prof
+    lip = idt.lip_thick * (1.0 - 0.6 * min(pos(a["lip_press"]), 1.0))
+    up_out = up_in - (lip * 0.8 + 0.01) * prof - 0.02 * pos(a["upper_lip_raise"]) * prof
+    lo_out = lo_in + (lip + 0.01) * prof
+    lips_sd = np.where(inside_w, np.maximum(up_out - V, V - lo_out), 1.0)
+    img = ink(img, lips_sd, idt.lip_tone * skin)
+    mouth_sd = np.where(inside_w, np.maximum(up_in - V, V - lo_in), 1.0)
+    mouth_sd = np.maximum(mouth_sd, -(lo_in - up_in) / 2 + 0.004)  # Vanishes when closed.
+    img = ink(img, mouth_sd, 0.08)
+    teeth = pos(a["corner_up"]) + pos(a["upper_lip_raise"]) + 0.5 * pos(a["jaw_drop"])
+    teeth_sd = np.maximum(mouth_sd, V - (up_in + 0.35 * (lo_in - up_in)))
+    img = ink(img, teeth_sd, 0.9, min(teeth, 1.0))
+    seam = np.where(inside_w, np.abs(V - (up_in + lo_in) / 2) - 0.005, 1.0)
+    img = ink(img, seam, 0.3 * skin)
+
+    # Nasolabial folds deepen with smiles and sneers.
+    fold = min(
+        pos(a["corner_up"]) + 0.8 * pos(a["upper_lip_raise"]) + 0.5 * pos(a["nose_wrinkle"]), 1.0
+    )
+    for side in (-1.0, 1.0):
+        cu = side * (hw + 0.03)
+        cv = my + bend - (0.07 * a["asym"] if side > 0 else 0.0)
+        pts = np.array(
+            [
+                [side * idt.nose_w * 1.4, tip - 0.015],
+                [side * (idt.nose_w * 1.4 + hw + 0.06) / 2 + side * 0.02, (tip + cv) / 2],
+                [cu + side * 0.015, cv + 0.02],
+            ]
+        )
+        img = ink(img, _polyline_dist(Uf, V, pts) - 0.005, 0.7 * skin, 0.8 * fold)
+    # Contempt dimple at the raised corner.
+    dimple = _ellipse_sd(Uf, V, hw + 0.03, my + bend - 0.07 * a["asym"], 0.012, 0.02)
+    img = ink(img, dimple, 0.55 * skin, min(pos(a["asym"]), 1.0))
+    # Chin boss when the chin is pushed up.
+    chin = np.abs(_ellipse_sd(Uf, V, 0.0, my + 0.12, 0.07, 0.03)) - 0.004
+    img = ink(img, np.where(my + 0.11 < V, chin, 1.0), 0.7 * skin, min(pos(a["chin_raise"]), 1.0))
+
+    img = (img - 0.5) * nz.contrast + 0.5 + nz.brightness
+    if rng is not None and nz.noise > 0:
+        img = img + rng.normal(0.0, nz.noise, img.shape)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def sequence_intensities(length: int) -> np.ndarray:
+    """Intensity ramp of a neutral-to-apex sequence: eased 0 -> 1 over `length` frames.
+
+    Returns:
+      float64 [length]; the first frame is 0 (neutral), the last 1 (apex).
+    """
+    if length < 2:
+        raise ValueError(f"frames_per_sequence must be >= 2, got {length}.")
+    x = np.linspace(0.0, 1.0, length)
+    return x * x * (3.0 - 2.0 * x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One rendered frame of a sequence, as stored in the dataset."""
+
+    image: np.ndarray  # uint8 [size, size]
+    label: int  # Expression class index.
+    subject: int
+    sequence: int  # Unique over the dataset: subject * len(EXPRESSIONS) + label.
+    frame: int  # Index within the sequence (0 = neutral).
+    is_peak: bool
+
+
+def generate(
+    seed: int,
+    num_subjects: int,
+    size: int,
+    frames_per_sequence: int = 10,
+    label_last_frames: int = 3,
+    nuisance: float = 0.2,
+    style: float = 0.1,
+    subject_offset: int = 1,
+) -> Iterator[Frame]:
+    """Yields the labelled frames of every (subject, expression) sequence, CK+ style.
+
+    Each sequence ramps from neutral to apex over `frames_per_sequence` frames; only its last
+    `label_last_frames` frames are yielded (the last is the peak). Deterministic in all arguments:
+    each subject and each sequence draws from its own generator seeded by (seed, ids).
+    """
+    if not 32 <= size <= 128:
+        raise ValueError(f"model.image_size must be in [32, 128] for synthetic_faces, got {size}.")
+    if not 1 <= label_last_frames <= frames_per_sequence:
+        raise ValueError(
+            "data.label_last_frames must be in [1, data.frames_per_sequence="
+            f"{frames_per_sequence}], got {label_last_frames}."
+        )
+    ramp = sequence_intensities(frames_per_sequence)
+    for s in range(num_subjects):
+        subject = s + subject_offset
+        identity = sample_identity(np.random.default_rng([seed, 0, s]), style)
+        for k in range(len(EXPRESSIONS)):
+            rng = np.random.default_rng([seed, 1, s, k])
+            base = sample_nuisance(rng, nuisance)
+            for f in range(frames_per_sequence - label_last_frames, frames_per_sequence):
+                frame_rng = np.random.default_rng([seed, 2, s, k, f])
+                nz = jitter_nuisance(base, frame_rng, nuisance)
+                img = render_face(identity, k, ramp[f], size, frame_rng, nz)
+                yield Frame(
+                    image=np.round(img * 255.0).astype(np.uint8),
+                    label=k,
+                    subject=subject,
+                    sequence=subject * len(EXPRESSIONS) + k,
+                    frame=f,
+                    is_peak=f == frames_per_sequence - 1,
+                )

@@ -1,0 +1,84 @@
+"""Static hyper-parameters of the training iteration, resolved and validated from the config."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import ml_collections
+
+from fergan.variants import Variant, get_variant
+
+
+@dataclasses.dataclass(frozen=True)
+class StepHParams:
+    """Everything the jitted iteration needs besides arrays; hashable, fixed at trace time."""
+
+    variant: Variant
+    pre_steps: int  # P_pre in iterations.
+    total_steps: int  # P_max in iterations.
+    learning_rate: float
+    b1: float
+    b2: float
+    decay_fraction: float
+    n_critic: int
+    lambda_z: float
+    lambda_rec: float
+    lambda_id: float
+    lambda_cls: float
+    lambda_adv_d: float
+    lambda_intra: float
+    lambda_gp: float
+
+    def learning_rate_at(self, step):
+        """Constant, then linear decay to 0 over the last `decay_fraction` of training (SPEC)."""
+        decay_steps = max(1, round(self.total_steps * self.decay_fraction))
+        remaining = (self.total_steps - step).astype(jnp.float32)
+        return self.learning_rate * jnp.clip(remaining / decay_steps, 0.0, 1.0)
+
+
+def schedule_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int]:
+    """(P_pre, P_max) in iterations for the configured variant.
+
+    FESR_OneSt has no stage 1. BASELINE trains only R, for as many R updates as the joint
+    variants make in stage 2 (P_max - P_pre), so the comparison is per R update.
+    """
+    variant = get_variant(config.variant)
+    pre = round(config.train.pre_epochs * steps_per_epoch)
+    total = round(config.train.max_epochs * steps_per_epoch)
+    if not 0 <= pre <= total or total <= 0:
+        raise ValueError(
+            f"train.pre_epochs={config.train.pre_epochs} and train.max_epochs="
+            f"{config.train.max_epochs} must satisfy 0 <= pre_epochs <= max_epochs, max_epochs > 0"
+        )
+    if not variant.use_gan:
+        return 0, total - pre
+    if not variant.pretrain:
+        return 0, total
+    return pre, total
+
+
+def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> StepHParams:
+    """Validate the config and resolve the static hyper-parameters of the iteration."""
+    variant = get_variant(config.variant)
+    if config.train.n_critic < 1:
+        raise ValueError(f"train.n_critic={config.train.n_critic} must be >= 1")
+    if not 0.0 <= config.optim.decay_fraction <= 1.0:
+        raise ValueError(f"optim.decay_fraction={config.optim.decay_fraction} must be in [0, 1]")
+    pre, total = schedule_steps(config, steps_per_epoch)
+    loss = config.loss
+    return StepHParams(
+        variant=variant,
+        pre_steps=pre,
+        total_steps=total,
+        learning_rate=config.optim.learning_rate,
+        b1=config.optim.b1,
+        b2=config.optim.b2,
+        decay_fraction=config.optim.decay_fraction,
+        n_critic=config.train.n_critic,
+        lambda_z=loss.lambda_z,
+        lambda_rec=loss.lambda_rec,
+        lambda_id=loss.lambda_id,
+        lambda_cls=loss.lambda_cls,
+        lambda_adv_d=loss.lambda_adv_d,
+        lambda_intra=loss.lambda_intra,
+        lambda_gp=loss.lambda_gp,
+    )

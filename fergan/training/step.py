@@ -1,0 +1,371 @@
+"""One training iteration (Algorithm 1) as a pure per-device function.
+
+Order: Dz step, Dimg step, R step (stage 2), G step, each seeing the latest parameters. The
+generator's forward pass (and the frozen LightCNN passes downstream of it) is computed once with
+`jax.vjp`: the discriminator and R steps use its outputs as constants, and the G step pulls its
+loss gradient back through the saved VJP, because G's parameters do not change before the G step.
+
+Data parallelism: the body reduces gradients and metrics with `lax.pmean` over `axis_name` and
+draws every random number per sample from the sample's global index, so the result does not
+depend on how the global batch is split over devices.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from fergan import losses
+from fergan.models import LightCNN29, to_lightcnn_input
+from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_dim
+from fergan.training.hparams import StepHParams
+from fergan.training.networks import Networks
+from fergan.training.state import NetState, TrainState, adam
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+PyTree = Any
+
+
+def per_sample_noise(
+    key: jax.Array, indices: jax.Array, latent_dim: int, num_classes: int, feature_dim: int
+) -> dict[str, jax.Array]:
+    """Every random draw of one iteration, per sample, keyed by the sample's global index.
+
+    Returns z [B, n] ~ U(-1, 1); v_target / v_rec / v_pf [B, K] ~ U(0, 1) (Eq. 2); t [B] ~ U(0, 1)
+    for the gradient penalty; keep_real / keep_pf [B, F] dropout keep-masks of Rcls.
+    """
+
+    def one(index):
+        k = jax.random.split(jax.random.fold_in(key, index), 7)
+        keep = 1.0 - DROPOUT_RATE
+        return {
+            "z": jax.random.uniform(k[0], (latent_dim,), minval=-1.0, maxval=1.0),
+            "v_target": jax.random.uniform(k[1], (num_classes,)),
+            "v_rec": jax.random.uniform(k[2], (num_classes,)),
+            "v_pf": jax.random.uniform(k[3], (num_classes,)),
+            "t": jax.random.uniform(k[4], ()),
+            "keep_real": jax.random.bernoulli(k[5], keep, (feature_dim,)).astype(jnp.float32),
+            "keep_pf": jax.random.bernoulli(k[6], keep, (feature_dim,)).astype(jnp.float32),
+        }
+
+    return jax.vmap(one)(indices)
+
+
+def _pmean(tree, axis_name: str | None):
+    return tree if axis_name is None else lax.pmean(tree, axis_name)
+
+
+def _apply_adam(net: NetState, grads, lr: jax.Array, b1: float, b2: float) -> NetState:
+    updates, opt_state = adam(b1, b2).update(grads, net.opt_state, net.params)
+    params = jax.tree.map(lambda p, u: p - lr * u, net.params, updates)
+    return NetState(params=params, opt_state=opt_state)
+
+
+def _gated(pred: jax.Array, update: Callable, net: NetState) -> tuple[NetState, Metrics]:
+    """`update(net) -> (net, metrics)` when pred, else (net, zeros): one compiled program for
+    both stages, with only the taken branch executed."""
+
+    def skip(n):
+        shapes = jax.eval_shape(update, n)[1]
+        return n, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    return lax.cond(pred, update, skip, net)
+
+
+def _synthesize(
+    nets: Networks, hp: StepHParams, g_params, identity, batch: Batch, noise, needs_pf: jax.Array
+) -> dict[str, jax.Array]:
+    """G's outputs for one iteration and the frozen-LightCNN features computed from them.
+
+    g = Genc(x) [B, n]; x_hat = Gdec([g, u(y')]) (Eq. 3); x_rec = Gdec([g, u(y)]) (Eq. 11) and
+    F_id(x_rec) when a content loss needs them; x_pf = Gdec([z, u(y)]) (Eq. 13) and its LightCNN
+    trunk output, computed only when `needs_pf` (stage 2) so stage 1 does not pay for them.
+    """
+    v = hp.variant
+    gen = nets.generator
+    x, y = batch["x"], batch["y"]
+    g = gen.apply({"params": g_params}, x, method=gen.encode)
+    u_target = losses.expression_code(batch["y_target"], noise["v_target"])
+    out = {"g": g}
+    if v.use_rec or v.use_id:
+        # One decoder call for x_hat and x_rec: instance norm is per sample, so batching is exact.
+        u_rec = losses.expression_code(y, noise["v_rec"])
+        both = gen.apply(
+            {"params": g_params},
+            jnp.concatenate([g, g]),
+            jnp.concatenate([u_target, u_rec]),
+            method=gen.decode,
+        )
+        out["x_hat"], out["x_rec"] = jnp.split(both, 2)
+        if v.use_id:
+            out["fid_rec"] = nets.identity.apply(
+                {"params": identity},
+                to_lightcnn_input(out["x_rec"]),
+                method=LightCNN29.identity_feature,
+            )
+    else:
+        out["x_hat"] = gen.apply({"params": g_params}, g, u_target, method=gen.decode)
+
+    if v.use_synthetic:
+        # FESR_Real re-renders another real face of the batch with this sample's expression.
+        source = jnp.roll(g, 1, axis=0) if v.synthetic_from_real else noise["z"]
+        u_pf = losses.expression_code(y, noise["v_pf"])
+
+        def make_pf(src):
+            x_pf = gen.apply({"params": g_params}, src, u_pf, method=gen.decode)
+            trunk = nets.identity.apply(
+                {"params": identity}, to_lightcnn_input(x_pf), method=LightCNN29.trunk
+            )
+            return x_pf, trunk
+
+        def no_pf(src):
+            shapes = jax.eval_shape(make_pf, src)
+            return tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
+
+        out["x_pf"], out["trunk_pf"] = lax.cond(needs_pf, make_pf, no_pf, source)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What the four updates of one iteration share (built once per iteration, inside the trace).
+
+    `outputs` are G's outputs with `g_vjp` their pullback to G's parameters; `fixed` the same
+    outputs as constants for the discriminator and R updates.
+    """
+
+    nets: Networks
+    hp: StepHParams
+    batch: Batch
+    noise: dict[str, jax.Array]
+    key: jax.Array
+    axis_name: str | None
+    stage2: jax.Array  # bool scalar: t >= P_pre.
+    gan_active: jax.Array  # bool scalar: FESGAN is trained this iteration.
+    lr: jax.Array
+    trunk_x: jax.Array  # LightCNN conv1..pool3 of x, [B, S/8, S/8, C].
+    trunk_pr: jax.Array  # ... of x_pr.
+    fid_x: jax.Array  # F_id(x), [B, D].
+    outputs: dict[str, jax.Array] | None
+    fixed: dict[str, jax.Array] | None
+    g_vjp: Callable | None
+
+    def adam_update(self, net: NetState, grads) -> NetState:
+        """Average gradients over devices, then one Adam step at this iteration's rate."""
+        return _apply_adam(net, _pmean(grads, self.axis_name), self.lr, self.hp.b1, self.hp.b2)
+
+
+def prepare(
+    nets: Networks, hp: StepHParams, state: TrainState, batch: Batch, axis_name: str | None = None
+) -> StepContext:
+    """Draw the iteration's noise and run the forward passes every update shares."""
+    v = hp.variant
+    x = batch["x"]
+    local_batch = x.shape[0]
+    first = 0 if axis_name is None else lax.axis_index(axis_name) * local_batch
+    key = jax.random.fold_in(state.rng, state.step)
+    noise = per_sample_noise(
+        key,
+        first + jnp.arange(local_batch),
+        nets.latent_dim,
+        nets.num_classes,
+        rext_feature_dim(nets.recognizer.width),
+    )
+    stage2 = state.step >= hp.pre_steps
+    # The frozen identity network on real images: one pass gives R's trunk input and F_id(x).
+    trunk_x, fid_x = nets.identity.apply(
+        {"params": state.identity}, to_lightcnn_input(x), method=LightCNN29.features
+    )
+    trunk_pr = nets.identity.apply(
+        {"params": state.identity}, to_lightcnn_input(batch["x_pr"]), method=LightCNN29.trunk
+    )
+    outputs = fixed = g_vjp = None
+    if v.use_gan:
+        outputs, g_vjp = jax.vjp(
+            lambda p: _synthesize(nets, hp, p, state.identity, batch, noise, stage2), state.g.params
+        )
+        fixed = lax.stop_gradient(outputs)
+    return StepContext(
+        nets=nets,
+        hp=hp,
+        batch=batch,
+        noise=noise,
+        key=key,
+        axis_name=axis_name,
+        stage2=stage2,
+        # FESR_SL freezes FESGAN in stage 2; the joint variants keep training it.
+        gan_active=jnp.logical_and(v.use_gan, jnp.logical_or(jnp.logical_not(stage2), v.joint)),
+        lr=hp.learning_rate_at(state.step),
+        trunk_x=trunk_x,
+        trunk_pr=trunk_pr,
+        fid_x=fid_x,
+        outputs=outputs,
+        fixed=fixed,
+        g_vjp=g_vjp,
+    )
+
+
+def dz_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
+    """1. Dz update on L^z_adv,d (Eq. 24) with g(x) fixed."""
+    if not (ctx.hp.variant.use_gan and ctx.hp.variant.use_dz):
+        return state, {}
+
+    def update(net):
+        def loss_fn(params):
+            logit_prior = ctx.nets.dz.apply({"params": params}, ctx.noise["z"])
+            logit_enc = ctx.nets.dz.apply({"params": params}, ctx.fixed["g"])
+            return losses.latent_discriminator_loss(logit_prior, logit_enc)
+
+        loss, grads = jax.value_and_grad(loss_fn)(net.params)
+        return ctx.adam_update(net, grads), {"loss/dz": loss}
+
+    dz, metrics = _gated(ctx.gan_active, update, state.dz)
+    return state.replace(dz=dz), metrics
+
+
+def dimg_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
+    """2. Dimg update on L_Dimg = l5 L^img_adv,d + L^r_cls,D (Eq. 23), `n_critic` times."""
+    v, hp, nets = ctx.hp.variant, ctx.hp, ctx.nets
+    if not (v.use_gan and v.use_dimg):
+        return state, {}
+    x, y, x_hat = ctx.batch["x"], ctx.batch["y"], ctx.fixed["x_hat"]
+
+    def loss_fn(params, t):
+        critic = lambda im: nets.dimg.apply({"params": params}, im)[0]
+        adv_real, logits_real = nets.dimg.apply({"params": params}, x)
+        gp = losses.gradient_penalty(critic, x, x_hat, t)
+        adv = losses.critic_loss(adv_real, critic(x_hat))
+        total = hp.lambda_adv_d * (adv + hp.lambda_gp * gp)
+        metrics = {"loss/dimg_adv": adv, "loss/gp": gp}
+        if v.use_dimg_cls:
+            cls = losses.classification_loss(logits_real, y)
+            total = total + cls
+            metrics |= {"loss/dimg_cls": cls, "acc/dimg_real": losses.accuracy(logits_real, y)}
+        return total, metrics | {"loss/dimg_total": total}
+
+    def update(net):
+        metrics = {}
+        for i in range(hp.n_critic):
+            # Extra critic updates draw fresh interpolation points.
+            t = ctx.noise["t"]
+            if i:
+                t = jax.random.uniform(jax.random.fold_in(ctx.key, -i), t.shape)
+            (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(net.params, t)
+            net = ctx.adam_update(net, grads)
+        return net, metrics
+
+    dimg, metrics = _gated(ctx.gan_active, update, state.dimg)
+    return state.replace(dimg=dimg), metrics
+
+
+def r_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
+    """3. R update on L_R = l6 L_intra + L_cls,R (Eq. 26), stage 2 only; x_pf is a constant."""
+    v, hp, nets = ctx.hp.variant, ctx.hp, ctx.nets
+    y, noise = ctx.batch["y"], ctx.noise
+
+    def loss_fn(params):
+        head = lambda *a, **k: nets.recognizer.apply({"params": params}, *a, **k)
+        parts = [ctx.trunk_x, ctx.trunk_pr] + ([ctx.fixed["trunk_pf"]] if v.use_synthetic else [])
+        # One Rext pass over real, partner and synthetic inputs.
+        feats = jnp.split(head(jnp.concatenate(parts), method=RecognizerHead.extract), len(parts))
+        logits_x = head(feats[0], noise["keep_real"], method=RecognizerHead.classify)
+        cls = losses.classification_loss(logits_x, y)
+        metrics = {"acc/r_real": losses.accuracy(logits_x, y)}
+        f_pf = None
+        if v.use_synthetic:
+            f_pf = feats[2]
+            logits_pf = head(f_pf, noise["keep_pf"], method=RecognizerHead.classify)
+            cls = cls + losses.classification_loss(logits_pf, y)
+            metrics["acc/r_synthetic"] = losses.accuracy(logits_pf, y)
+        total = cls
+        if v.use_intra:
+            intra = losses.intra_class_loss(feats[0], feats[1], f_pf, rdbp=v.rdbp)
+            total = total + hp.lambda_intra * intra
+            metrics["loss/intra"] = intra
+        return total, metrics | {"loss/r_cls": cls, "loss/r_total": total}
+
+    def update(net):
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(net.params)
+        return ctx.adam_update(net, grads), metrics
+
+    r, metrics = _gated(ctx.stage2, update, state.r)
+    return state.replace(r=r), metrics
+
+
+def generator_objective(
+    ctx: StepContext, state: TrainState, outputs: dict[str, jax.Array]
+) -> tuple[jax.Array, Metrics]:
+    """L_G (Eq. 22; Eq. 25 in stage 2) of G's outputs, with the current Dimg, Dz and R."""
+    v, hp, nets = ctx.hp.variant, ctx.hp, ctx.nets
+    x, y, y_target = ctx.batch["x"], ctx.batch["y"], ctx.batch["y_target"]
+    terms = {}
+    if v.use_dimg:
+        adv_fake, logits_fake = nets.dimg.apply({"params": state.dimg.params}, outputs["x_hat"])
+        terms["g_adv"] = (1.0, losses.generator_adv_loss(adv_fake))
+        if v.use_dimg_cls:
+            terms["g_cls_d"] = (hp.lambda_cls, losses.classification_loss(logits_fake, y_target))
+    if v.use_dz:
+        logit = nets.dz.apply({"params": state.dz.params}, outputs["g"])
+        terms["g_z"] = (hp.lambda_z, losses.latent_generator_loss(logit))
+    if v.use_rec:
+        terms["rec"] = (hp.lambda_rec, losses.reconstruction_loss(x, outputs["x_rec"]))
+    if v.use_id:
+        terms["id"] = (hp.lambda_id, losses.identity_loss(ctx.fid_x, outputs["fid_rec"]))
+    if v.use_synthetic and v.joint:
+
+        def r_loss_on_pf():
+            logits = nets.recognizer.apply(
+                {"params": state.r.params}, outputs["trunk_pf"], ctx.noise["keep_pf"]
+            )[1]
+            return losses.classification_loss(logits, y)
+
+        loss = lax.cond(ctx.stage2, r_loss_on_pf, lambda: jnp.zeros(()))
+        terms["g_cls_r"] = (hp.lambda_cls, loss)
+    total = sum(w * t for w, t in terms.values())
+    return total, {f"loss/{k}": t for k, (_, t) in terms.items()} | {"loss/g_total": total}
+
+
+def generator_gradients(ctx: StepContext, state: TrainState) -> tuple[PyTree, Metrics]:
+    """d L_G / d G's parameters (this device's share), pulled back through the saved VJP."""
+    cotangent, metrics = jax.grad(lambda out: generator_objective(ctx, state, out), has_aux=True)(
+        ctx.outputs
+    )
+    (grads,) = ctx.g_vjp(cotangent)
+    return grads, metrics
+
+
+def g_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
+    """4. G (Genc + Gdec) update on L_G with the Dimg, Dz and R of this iteration."""
+    if not ctx.hp.variant.use_gan:
+        return state, {}
+
+    def update(net):
+        grads, metrics = generator_gradients(ctx, state)
+        return ctx.adam_update(net, grads), metrics
+
+    g, metrics = _gated(ctx.gan_active, update, state.g)
+    return state.replace(g=g), metrics
+
+
+# Algorithm 1's order: each update sees the parameters the previous ones produced.
+UPDATES = (dz_step, dimg_step, r_step, g_step)
+
+
+def train_step(
+    nets: Networks, hp: StepHParams, state: TrainState, batch: Batch, axis_name: str | None = None
+) -> tuple[TrainState, Metrics]:
+    """Algorithm 1, one iteration, on this device's share of the batch.
+
+    batch: x, x_pr [B, S, S, c] in [-1, 1]; y, y_target [B] int32. Returns the new state and a dict
+    of scalar metrics averaged over devices (every loss term, GP, accuracies, learning rate).
+    """
+    ctx = prepare(nets, hp, state, batch, axis_name)
+    metrics: Metrics = {"lr": ctx.lr, "stage": 1.0 + ctx.stage2.astype(jnp.float32)}
+    for update in UPDATES:
+        state, m = update(ctx, state)
+        metrics |= m
+    return state.replace(step=state.step + 1), _pmean(metrics, axis_name)

@@ -1,0 +1,45 @@
+"""Small configs, states and batches for core tests (size 32, narrow networks)."""
+
+import numpy as np
+
+from configs.default import get_config
+from fergan.training.hparams import make_hparams
+from fergan.training.networks import build_networks
+from fergan.training.state import init_state
+
+
+def tiny_config(variant="FESR_JL", batch_size=8, pre_epochs=1, max_epochs=4, seed=0):
+    config = get_config()
+    config.seed = seed
+    config.variant = variant
+    config.model.image_size = 32
+    config.model.width = 0.125
+    config.model.num_classes = 4
+    config.train.batch_size = batch_size
+    config.train.pre_epochs = pre_epochs
+    config.train.max_epochs = max_epochs
+    return config
+
+
+def setup(config, steps_per_epoch=2):
+    nets = build_networks(config.model, with_dimg_cls=True)
+    hp = make_hparams(config, steps_per_epoch)
+    state = init_state(nets, config.seed, hp.b1, hp.b2)
+    return nets, hp, state
+
+
+def random_batch(config, seed=0):
+    rng = np.random.default_rng(seed)
+    b, s, c, k = (
+        config.train.batch_size,
+        config.model.image_size,
+        config.model.channels,
+        config.model.num_classes,
+    )
+    y = rng.integers(0, k, b).astype(np.int32)
+    return {
+        "x": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
+        "x_pr": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
+        "y": y,
+        "y_target": ((y + rng.integers(1, k, b)) % k).astype(np.int32),
+    }

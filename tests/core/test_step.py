@@ -1,0 +1,221 @@
+"""The training iteration: which update touches what, stages, variants, determinism, learning."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from fergan.training import step as step_lib
+from fergan.training.hparams import make_hparams
+from fergan.training.networks import build_networks
+from fergan.training.parallel import DataParallelStep, select_devices
+from fergan.training.state import init_state
+from fergan.variants import VARIANTS, Variant
+from tests.core.helpers import random_batch, setup, tiny_config
+
+
+def tree_equal(a, b):
+    return all(
+        np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 4))
+def run_updates(nets, hp, state, batch, updates):
+    ctx = step_lib.prepare(nets, hp, state, batch)
+    for update in updates:
+        state, _ = update(ctx, state)
+    return state
+
+
+@pytest.fixture(scope="module")
+def joint():
+    config = tiny_config()
+    nets, hp, state = setup(config)
+    return config, nets, hp, state, random_batch(config)
+
+
+def at_step(state, t):
+    return state.replace(step=jax.numpy.asarray(t, jax.numpy.int32))
+
+
+def test_g_step_updates_only_g(joint):
+    _, nets, hp, state, batch = joint
+    s2 = at_step(state, hp.pre_steps)
+    new = run_updates(nets, hp, s2, batch, (step_lib.g_step,))
+    assert not tree_equal(new.g.params, s2.g.params)
+    for name in ("dimg", "dz", "r"):
+        assert tree_equal(getattr(new, name), getattr(s2, name)), name
+    assert tree_equal(new.identity, s2.identity)
+
+
+def test_r_step_updates_only_r(joint):
+    _, nets, hp, state, batch = joint
+    s2 = at_step(state, hp.pre_steps)
+    new = run_updates(nets, hp, s2, batch, (step_lib.r_step,))
+    assert not tree_equal(new.r.params, s2.r.params)
+    for name in ("g", "dimg", "dz"):
+        assert tree_equal(getattr(new, name), getattr(s2, name)), name
+
+
+def test_stage_one_leaves_r_untouched_and_identity_is_frozen(joint):
+    _, nets, hp, state, batch = joint
+    assert hp.pre_steps > 0
+    step = jax.jit(functools.partial(step_lib.train_step, nets, hp))
+    s1, metrics = step(state, batch)
+    assert tree_equal(s1.r, state.r)
+    assert float(metrics["stage"]) == 1.0 and float(metrics["loss/r_total"]) == 0.0
+    for name in ("g", "dimg", "dz"):
+        assert not tree_equal(getattr(s1, name).params, getattr(state, name).params), name
+    s2, metrics = step(at_step(s1, hp.pre_steps), batch)
+    assert float(metrics["stage"]) == 2.0 and float(metrics["loss/r_total"]) > 0.0
+    assert not tree_equal(s2.r.params, s1.r.params)
+    assert tree_equal(s2.identity, state.identity)
+
+
+def test_identity_loss_sends_gradient_into_the_generator(joint):
+    config, nets, _, state, batch = joint
+    # Only L_id in G's objective: no Dimg, Dz, L_rec or synthetic branch.
+    hp = make_hparams(config, 2)
+    only_id = Variant(use_dimg=False, use_dz=False, use_rec=False, use_synthetic=False)
+    hp = hp.__class__(**{**hp.__dict__, "variant": only_id})
+
+    @jax.jit
+    def grads(state, batch):
+        ctx = step_lib.prepare(nets, hp, state, batch)
+        return step_lib.generator_gradients(ctx, state)
+
+    g, metrics = grads(state, batch)
+    assert set(metrics) == {"loss/id", "loss/g_total"} and float(metrics["loss/id"]) > 0
+    for part in ("enc", "dec"):
+        norm = np.sqrt(sum(np.sum(np.square(x)) for x in jax.tree.leaves(g[part])))
+        assert norm > 0, part
+
+
+def test_sl_freezes_fesgan_in_stage_two():
+    config = tiny_config("FESR_SL")
+    nets, hp, state = setup(config)
+    s2 = at_step(state, hp.pre_steps)
+    new, _ = jax.jit(functools.partial(step_lib.train_step, nets, hp))(s2, random_batch(config))
+    for name in ("g", "dimg", "dz"):
+        assert tree_equal(getattr(new, name), getattr(s2, name)), name
+    assert not tree_equal(new.r.params, s2.r.params)
+
+
+def test_baseline_trains_only_r():
+    config = tiny_config("BASELINE")
+    nets, hp, state = setup(config)
+    assert hp.pre_steps == 0
+    new, metrics = jax.jit(functools.partial(step_lib.train_step, nets, hp))(
+        state, random_batch(config)
+    )
+    for name in ("g", "dimg", "dz"):
+        assert tree_equal(getattr(new, name), getattr(state, name)), name
+    assert not tree_equal(new.r.params, state.r.params)
+    assert "loss/intra" not in metrics and "acc/r_synthetic" not in metrics
+
+
+# Variants with identical switches (FG and FESR_JL) compile the same program: test one of them.
+DISTINCT_VARIANTS = sorted({v: name for name, v in sorted(VARIANTS.items(), reverse=True)}.values())
+
+
+@pytest.mark.parametrize("variant", DISTINCT_VARIANTS)
+def test_every_variant_runs_both_stages(variant):
+    config = tiny_config(variant, batch_size=4)
+    nets, hp, state = setup(config, steps_per_epoch=1)
+    step = jax.jit(functools.partial(step_lib.train_step, nets, hp))
+    batch = random_batch(config)
+    for _ in range(2):
+        state, metrics = step(state, batch)
+        assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+
+
+def run_parallel(config, mode, num_devices, steps=3):
+    nets = build_networks(config.model)
+    hp = make_hparams(config, steps_per_epoch=1)
+    runner = DataParallelStep(nets, hp, select_devices(num_devices, config.train.batch_size), mode)
+    state = runner.place_state(init_state(nets, config.seed, hp.b1, hp.b2))
+    for i in range(steps):
+        state, metrics = runner(state, runner.place_batch(random_batch(config, seed=i)))
+    return runner.host_state(state), jax.device_get(metrics)
+
+
+@pytest.fixture(scope="module")
+def shard_map_4():
+    return run_parallel(tiny_config(batch_size=8), "shard_map", 4)
+
+
+def assert_trees_close(a, b, rtol, atol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def test_pmap_and_shard_map_agree(shard_map_4):
+    assert len(jax.devices()) == 4
+    pmapped = run_parallel(tiny_config(batch_size=8), "pmap", 4)
+    assert_trees_close(pmapped[0], shard_map_4[0], rtol=1e-5, atol=1e-6)
+    assert_trees_close(pmapped[1], shard_map_4[1], rtol=1e-5, atol=1e-6)
+
+
+def test_one_and_four_devices_agree(shard_map_4):
+    # Per-sample noise is keyed by global sample index, so only the order of the floating-point
+    # reductions differs between 1 and 4 devices.
+    single = run_parallel(tiny_config(batch_size=8), "shard_map", 1)
+    assert int(single[0].step) == 3
+    assert_trees_close(single[0], shard_map_4[0], rtol=1e-3, atol=1e-5)
+
+
+def test_same_seed_is_bit_identical_and_other_seed_differs(shard_map_4):
+    again = run_parallel(tiny_config(batch_size=8), "shard_map", 4)
+    assert tree_equal(again[0], shard_map_4[0])
+    other = run_parallel(tiny_config(batch_size=8, seed=1), "shard_map", 4)
+    assert not tree_equal(other[0].g.params, shard_map_4[0].g.params)
+    assert not tree_equal(other[0].r.params, shard_map_4[0].r.params)
+
+
+def smooth_images(rng, n, size):
+    """Blocky images (4x4 random levels upsampled): learnable through the 64-d bottleneck."""
+    low = rng.uniform(-1, 1, (n, 4, 4, 1))
+    return np.kron(low, np.ones((1, size // 4, size // 4, 1))).astype(np.float32)
+
+
+def test_overfits_a_fixed_batch():
+    config = tiny_config(batch_size=8, pre_epochs=100, max_epochs=250)
+    config.model.width = 0.25
+    config.optim.learning_rate = 1e-3  # A few hundred steps instead of thousands.
+    nets, hp, state = setup(config, steps_per_epoch=1)
+    step = jax.jit(functools.partial(step_lib.train_step, nets, hp), donate_argnums=0)
+    rng = np.random.default_rng(0)
+    batch = random_batch(config) | {
+        "x": smooth_images(rng, 8, 32),
+        "x_pr": smooth_images(rng, 8, 32),
+    }
+    history = []
+    for _ in range(hp.total_steps):
+        state, metrics = step(state, batch)
+        history.append(jax.device_get(metrics))
+    rec = [m["loss/rec"] for m in history]
+    r_cls = [m["loss/r_cls"] for m in history[hp.pre_steps :]]
+    assert np.mean(rec[-10:]) < 0.9 * np.mean(rec[:10]), (rec[:10], rec[-10:])
+    assert np.mean(r_cls[-10:]) < 0.4 * np.mean(r_cls[:10]), (r_cls[:10], r_cls[-10:])
+    assert np.mean([m["acc/r_real"] for m in history[-10:]]) > 0.9
+
+
+def test_bad_config_values_name_the_key():
+    config = tiny_config()
+    config.variant = "FESR_XL"
+    with pytest.raises(ValueError, match=r"variant='FESR_XL'.*allowed: .*FESR_JL"):
+        make_hparams(config, 1)
+    config = tiny_config()
+    config.model.image_size = 48
+    with pytest.raises(ValueError, match=r"model.image_size=48.*allowed: \(32, 64, 128\)"):
+        build_networks(config.model)
+    with pytest.raises(ValueError, match=r"train.batch_size=6 is not divisible.*4"):
+        select_devices(4, 6)
+    config = tiny_config()
+    config.train.pre_epochs = 9
+    with pytest.raises(ValueError, match=r"train\.pre_epochs=9"):
+        make_hparams(config, 1)
+    with pytest.raises(ValueError, match=r"train\.parallel=.vmap..*allowed"):
+        DataParallelStep(*setup(tiny_config())[:2], select_devices(1, 8), "vmap")
