@@ -9,6 +9,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    config.name = "default"  # Recorded in summary.json.
     config.seed = 0
     # One of fergan.variants.VARIANTS (SPEC "Variants").
     config.variant = "FESR_JL"
@@ -48,11 +49,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.log_every = 50
     config.train.eval_every = 500
     config.train.checkpoint_every = 500
-    config.train.keep_checkpoints = 3
+    config.train.keep_checkpoints = 3  # Latest checkpoints kept (plus the best in <workdir>/best).
+    config.train.profile = False  # Capture a profiler trace of a few steps (clu Profile).
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "synthetic_faces"  # TFDS builder name.
-    config.data.data_dir = ""  # TFDS data dir ('' = <workdir>/../tfds or TFDS default).
+    config.data.data_dir = ""  # TFDS data dir ('' = <workdir>/tfds).
     config.data.manual_dir = ""  # Folder holding a hand-downloaded database.
     config.data.num_subjects = 60  # synthetic_faces only.
     config.data.num_folds = 10
@@ -73,4 +75,22 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.read_threads = 4  # grain threads reading/decoding examples in each process.
     config.data.prefetch = 8  # grain prefetch buffer (batches) per process.
     config.data.worker_buffer_size = 2  # Batches buffered per grain worker process.
+
+    config.identity = ml_collections.ConfigDict()
+    config.identity.pretrain = False  # train: first run pretrain_identity when weights are unset.
+    config.identity.weights = ""  # Orbax dir of LightCNN-29 params ('' = untrained identity).
+    config.identity.version = 2  # LightCNN-29 layout: 2 (v2, the paper's) or 1 (network_29layers).
+    config.identity.pretrain_steps = 3000  # --mode pretrain_identity: Adam steps.
+    config.identity.pretrain_batch_size = 64  # --mode pretrain_identity: images per step.
+    config.identity.pretrain_learning_rate = 3e-4  # --mode pretrain_identity: Adam learning rate.
+    config.identity.pretrain_log_every = 100  # --mode pretrain_identity: steps between log lines.
+    return config
+
+
+def with_variant(
+    config: ml_collections.ConfigDict, variant: str | None
+) -> ml_collections.ConfigDict:
+    """Apply a variant given as the config argument (`configs/<name>.py:FESR_JL-RDBP`)."""
+    if variant:
+        config.variant = variant
     return config

@@ -4,6 +4,10 @@ Layer list of the published v2 network: conv1 = MFM 5x5 (48), then per level a s
 blocks, a `group` (MFM 1x1 then MFM 3x3) and 2x2 max+avg pooling; `fc` gives the 256-d identity
 feature and `fc2` the identity logits. Submodule names follow the release checkpoint so the
 converter maps tensors by name (`block1_0` <-> `block1.0`).
+
+`version=1` is the earlier release (`network_29layers`): same convolutions, but plain 2x2 max
+pooling, an MFM `fc` (Dense to 2*256, then the max of the halves, as `fc.filter`) and a biased
+`fc2`. The default `version=2` tree is unaffected by the switch.
 """
 
 import flax.linen as nn
@@ -65,6 +69,17 @@ def max_avg_pool(x: jax.Array) -> jax.Array:
     return nn.max_pool(x, (2, 2), (2, 2)) + nn.avg_pool(x, (2, 2), (2, 2))
 
 
+class MFMDense(nn.Module):
+    """v1 `fc`: Dense to 2n outputs (`filter`), then the max of the two halves."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        first, second = jnp.split(nn.Dense(2 * self.features, name="filter")(x), 2, axis=-1)
+        return jnp.maximum(first, second)
+
+
 def to_lightcnn_input(x: jax.Array) -> jax.Array:
     """[B, H, W, c] in [-1, 1] -> [B, H, W, 1] in [0, 1] (RGB -> luminance first; SPEC)."""
     if x.shape[-1] == 3:
@@ -73,16 +88,20 @@ def to_lightcnn_input(x: jax.Array) -> jax.Array:
 
 
 class LightCNN29(nn.Module):
-    """LightCNN-29 v2 on [B, S, S, 1] images in [0, 1].
+    """LightCNN-29 (v2 by default) on [B, S, S, 1] images in [0, 1].
 
     `trunk` is conv1..pool3 ([B, S/8, S/8, 192*width], the frozen part of Rext); `__call__`
-    returns (identity logits [B, num_classes], feature F_id [B, 256*width]).
+    returns (identity logits [B, num_classes], feature F_id [B, 256*width]). `version` 1 selects
+    the `network_29layers` layout (module docstring).
     """
 
     width: float = 1.0
     num_classes: int = 80013
+    version: int = 2
 
     def setup(self):
+        if self.version not in (1, 2):
+            raise ValueError(f"LightCNN29 version must be 1 or 2, got {self.version}.")
         self.conv1 = MFM(scaled(_CONV1_CHANNELS, self.width), 5)
         blocks, groups = {}, {}
         in_ch = scaled(_CONV1_CHANNELS, self.width)
@@ -93,8 +112,14 @@ class LightCNN29(nn.Module):
             in_ch = scaled(out_ch, self.width)
         self.blocks = blocks
         self.groups = groups
-        self.fc = nn.Dense(scaled(_FEATURE_DIM, self.width))
-        self.fc2 = nn.Dense(self.num_classes, use_bias=False)
+        feature_dim = scaled(_FEATURE_DIM, self.width)
+        self.fc = nn.Dense(feature_dim) if self.version == 2 else MFMDense(feature_dim)
+        self.fc2 = nn.Dense(self.num_classes, use_bias=self.version == 1)
+
+    def _pool(self, x: jax.Array) -> jax.Array:
+        if self.version == 1:
+            return nn.max_pool(x, (2, 2), (2, 2))
+        return max_avg_pool(x)
 
     def _level(self, x: jax.Array, level: int) -> jax.Array:
         n_blocks = _LEVELS[level - 1][0]
@@ -104,14 +129,14 @@ class LightCNN29(nn.Module):
 
     def trunk(self, x: jax.Array) -> jax.Array:
         """conv1..pool3: [B, S, S, 1] -> [B, S/8, S/8, 192*width]."""
-        x = max_avg_pool(self.conv1(x))
-        x = max_avg_pool(self._level(x, 1))
-        return max_avg_pool(self._level(x, 2))
+        x = self._pool(self.conv1(x))
+        x = self._pool(self._level(x, 1))
+        return self._pool(self._level(x, 2))
 
     def head(self, trunk_out: jax.Array) -> jax.Array:
         """Rest of the network after pool3 -> 256-d feature F_id."""
         x = self._level(trunk_out, 3)
-        x = max_avg_pool(self._level(x, 4))
+        x = self._pool(self._level(x, 4))
         return self.fc(flatten(x))
 
     def identity_feature(self, x: jax.Array) -> jax.Array:

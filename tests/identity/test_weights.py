@@ -1,0 +1,108 @@
+"""Identity weights on disk: round trip, shape checks against the config, the untrained warning."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from fergan.identity import weights
+from fergan.models import LightCNN29
+from fergan.training.networks import build_networks
+from fergan.training.state import init_state
+
+
+def _config(image_size=32, width=0.25):
+    config = default.get_config()
+    config.model.image_size = image_size
+    config.model.width = width
+    return config
+
+
+def _random_params(model: LightCNN29, size: int) -> dict:
+    """A full tree (fc2 included) of random numpy arrays, without running init."""
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 1)))
+    rng = np.random.default_rng(0)
+    return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes["params"])
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    params = _random_params(LightCNN29(0.25, 5), 32)
+    path = os.fspath(tmp_path_factory.mktemp("w") / "identity_weights")
+    meta = {"version": 2, "width": 0.25, "image_size": 32, "num_classes": 5}
+    return weights.save_identity_params(path, params, meta), params
+
+
+def test_round_trip_drops_fc2_and_fits_init_state(saved):
+    path, params = saved
+    nets = build_networks(_config().model)
+    loaded = weights.load_identity_params(path, nets)
+    assert set(loaded) == set(params) - {"fc2"}
+    jax.tree.map(np.testing.assert_array_equal, loaded, {k: params[k] for k in loaded})
+    # Same tree as the one init_state would draw, and init_state accepts it.
+    state = jax.eval_shape(lambda: init_state(nets, 0, 0.5, 0.999, identity_params=loaded))
+    fresh = jax.eval_shape(lambda: init_state(nets, 0, 0.5, 0.999))
+    assert jax.tree.structure(state.identity) == jax.tree.structure(fresh.identity)
+    assert weights.read_identity_metadata(path)["format"] == weights.FORMAT
+
+
+def test_wrong_width_names_key_path_and_shapes(saved):
+    path, _ = saved
+    nets = build_networks(_config(width=0.5).model)
+    with pytest.raises(ValueError) as e:
+        weights.load_identity_params(path, nets)
+    msg = str(e.value)
+    assert f"identity.weights={path}" in msg
+    assert "conv1/filter/kernel has shape (5, 5, 1, 24) in the file but (5, 5, 1, 48)" in msg
+    assert "model.width=0.5" in msg
+
+
+def test_wrong_image_size_names_fc(saved):
+    path, _ = saved
+    nets = build_networks(_config(image_size=64).model)
+    with pytest.raises(
+        ValueError, match=r"fc/kernel has shape \(128, 64\) in the file but \(512, 64\)"
+    ):
+        weights.load_identity_params(path, nets)
+
+
+def test_version_mismatch_and_bad_paths(tmp_path):
+    v1 = _random_params(LightCNN29(0.25, 5, version=1), 32)
+    path = weights.save_identity_params(os.fspath(tmp_path / "v1"), v1, {"version": 1})
+    nets = build_networks(_config().model)
+    with pytest.raises(ValueError, match=r"identity\.version=1"):
+        weights.load_identity_params(path, nets)
+    with pytest.raises(FileNotFoundError, match=r"identity\.weights"):
+        weights.load_identity_params(os.fspath(tmp_path / "absent"), nets)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ValueError, match="not a fergan identity-weights directory"):
+        weights.load_identity_params(os.fspath(tmp_path / "plain"), nets)
+    with pytest.raises(FileExistsError, match="already exists"):
+        weights.save_identity_params(path, v1)
+
+
+def test_identity_params_for(saved, monkeypatch, tmp_path):
+    path, _ = saved
+    warnings = []
+    monkeypatch.setattr(weights.logging, "warning", lambda msg, *a: warnings.append(msg % a))
+    monkeypatch.setattr(weights, "_warned_untrained", False)
+    config = _config()
+    nets = build_networks(config.model)
+    assert weights.identity_params_for(config, nets) is None
+    assert weights.identity_params_for(config, nets, workdir=os.fspath(tmp_path)) is None
+    assert len(warnings) == 1  # Once per process.
+    assert "UNTRAINED" in warnings[0] and "NOT THE PAPER'S" in warnings[0]
+    assert "convert_lightcnn" in warnings[0] and "pretrain_identity" in warnings[0]
+
+    # A relative identity.weights is found in the workdir.
+    config.identity.weights = os.path.basename(path)
+    loaded = weights.identity_params_for(config, nets, workdir=os.path.dirname(path))
+    assert "fc2" not in loaded and loaded["conv1"]["filter"]["kernel"].shape == (5, 5, 1, 24)
+    config.identity.weights = "no/such/weights"
+    with pytest.raises(FileNotFoundError, match=r"identity\.weights=no/such/weights"):
+        weights.identity_params_for(config, nets, workdir=os.fspath(tmp_path))
