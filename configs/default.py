@@ -11,6 +11,9 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.name = "default"  # Recorded in summary.json.
     config.seed = 0
+    # Independent runs trained together by vmap (seeds seed, seed + 1, ...); 1 = a plain run.
+    config.num_replicas = 1
+    config.replica_data = "shared"  # Replicas' data order: "shared" or "per_replica" (own seed).
     # One of fergan.variants.VARIANTS (SPEC "Variants").
     config.variant = "FESR_JL"
 
@@ -23,6 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.lightcnn_classes = 80013  # fc2 of the full LightCNN-29 v2 (identity classes).
     # Inference form of u (SPEC "Notation"): intensity of the other classes.
     config.model.inference_off_value = 0.5
+    # Layer computation: "float32", or "bfloat16" on accelerators (params/optimizer stay float32).
+    config.model.compute_dtype = "float32"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.lambda_z = 1.0  # l1, Eq. 22.
@@ -41,8 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 16  # Global batch, split over devices.
-    config.train.pre_epochs = 80  # P_pre in epochs (stage 1 length).
-    config.train.max_epochs = 200  # P_max in epochs.
+    config.train.pre_epochs = 80.0  # P_pre in epochs (stage 1 length; fractions allowed).
+    config.train.max_epochs = 200.0  # P_max in epochs.
     config.train.n_critic = 1  # Dimg updates per iteration.
     config.train.parallel = "shard_map"  # 'shard_map' (jit + shard_map) or 'pmap'.
     config.train.num_devices = 0  # 0 = all local devices.

@@ -1,7 +1,8 @@
 """Entry point: `python -m fergan.main --config configs/<name>.py --workdir <dir> [--mode ...]`.
 
 Modes: train (default; resumes from the workdir), evaluate (a saved checkpoint), synthesize
-(re-render image files), pretrain_identity (train LightCNN-29 on the dataset's subject ids).
+(re-render image files), pretrain_identity (train LightCNN-29 on the dataset's subject ids),
+cross_validate (k folds x --variants, resumable; --fold runs one fold), aggregate (collect folds).
 Override any config key with `--config.<key>=<value>`.
 """
 
@@ -14,7 +15,7 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/<name>.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, logs, summary, samples.")
-MODES = ("train", "evaluate", "synthesize", "pretrain_identity")
+MODES = ("train", "evaluate", "synthesize", "pretrain_identity", "cross_validate", "aggregate")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do.")
 _STEP = flags.DEFINE_integer("step", None, "evaluate/synthesize: checkpoint step (default latest).")
 _BEST = flags.DEFINE_bool("best", False, "evaluate/synthesize: use the best checkpoint.")
@@ -25,6 +26,15 @@ _EXPRESSION = flags.DEFINE_string(
 )
 _INTENSITIES = flags.DEFINE_list(
     "intensities", ["0.25", "0.5", "0.75", "1.0"], "synthesize: intensities for --expression."
+)
+_VARIANTS = flags.DEFINE_list(
+    "variants",
+    None,
+    "cross_validate: variants (default: the config's variant); aggregate: default every variant "
+    "with a finished fold.",
+)
+_FOLD = flags.DEFINE_integer(
+    "fold", -1, "cross_validate: run only this fold (-1 = all folds in this process)."
 )
 
 
@@ -53,6 +63,20 @@ def run(mode: str, config, workdir: str) -> dict | list:
         return result
     if mode == "synthesize":
         return _synthesize(config, workdir)
+    if mode in ("cross_validate", "aggregate"):
+        from fergan.evaluation import cross_validate
+
+        if mode == "cross_validate":
+            result = cross_validate.cross_validate(
+                config, workdir, _VARIANTS.value, _FOLD.value, _pretrained_identity
+            )
+        else:
+            # Default: every variant with a finished fold, not only the config's.
+            result = cross_validate.aggregate(config, workdir, _VARIANTS.value)
+        with open(os.path.join(workdir, cross_validate.CV_MARKDOWN)) as f:
+            print(f.read())
+        print(f"Results: {os.path.join(workdir, cross_validate.CV_JSON)}")
+        return result
     raise ValueError(f"--mode={mode!r} is unknown; allowed: {MODES}")
 
 

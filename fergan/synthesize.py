@@ -65,7 +65,13 @@ def synthesize_files(
         stem = os.path.splitext(os.path.basename(path))[0]
         if expression is None:
             out = np.asarray(
-                synthesis.render_expressions(nets.generator, state.g.params, face[None], k)
+                synthesis.render_expressions(
+                    nets.generator,
+                    state.g.params,
+                    face[None],
+                    k,
+                    off_value=nets.inference_off_value,
+                )
             )
             tiles = {class_names[c]: out[0, c] for c in range(k)}
             grid_path = os.path.join(output, f"{stem}_expressions.png")
@@ -79,6 +85,7 @@ def synthesize_files(
                     face[None],
                     k,
                     np.asarray(intensities, np.float32),
+                    off_value=nets.inference_off_value,
                 )
             )
             tiles = {f"{class_names[c]}_{a:g}": sweep[c, i] for i, a in enumerate(intensities)}

@@ -5,7 +5,6 @@ TensorBoard events, checkpoints, `summary.json` and sample figures into `workdir
 """
 
 import json
-import math
 import os
 import time
 
@@ -24,7 +23,7 @@ from fergan.identity import weights as identity_weights
 from fergan.training.hparams import make_hparams
 from fergan.training.networks import Networks, build_networks
 from fergan.training.parallel import DataParallelStep, select_devices
-from fergan.training.state import TrainState, init_state
+from fergan.training.state import TrainState, init_replicas, init_state
 from fergan.variants import get_variant
 
 # Keys whose change alters parameter shapes or the meaning of a checkpoint: a run refuses to
@@ -39,6 +38,49 @@ RESUME_KEYS = (
     "model.lightcnn_classes",
 )
 SWEEP_INTENSITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
+REPLICA_DATA = ("shared", "per_replica")
+
+
+def replica_seeds(config: ml_collections.ConfigDict) -> list[int]:
+    """Seeds of the `num_replicas` runs trained together: seed, seed + 1, ..."""
+    return [int(config.seed) + i for i in range(int(config.num_replicas))]
+
+
+def replica(state: TrainState, index: int) -> TrainState:
+    """Replica `index` of a replicated state, as a plain single-run state."""
+    return jax.tree.map(lambda a: a[index], state.replace(step=None)).replace(step=state.step)
+
+
+class ReplicaIterators:
+    """One data iterator per replica (seeded like that replica's own run), batches stacked to
+    [S, B, ...]; its state is the list of the iterators' states."""
+
+    def __init__(self, iterators):
+        self.iterators = iterators
+
+    def __next__(self):
+        batches = [next(it) for it in self.iterators]
+        return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+    def get_state(self) -> dict:
+        return {"replicas": [it.get_state() for it in self.iterators]}
+
+    def set_state(self, state: dict) -> None:
+        for it, s in zip(self.iterators, state["replicas"], strict=True):
+            it.set_state(s)
+
+
+def make_iterator(config: ml_collections.ConfigDict, datasets):
+    """The run's training iterator: one stream, or one per replica (`replica_data`)."""
+    kwargs = {"process_index": jax.process_index(), "process_count": jax.process_count()}
+    if config.num_replicas > 1 and config.replica_data == "per_replica":
+        iterators = []
+        for seed in replica_seeds(config):
+            own = config.copy_and_resolve_references()
+            own.seed = seed
+            iterators.append(pipeline.make_train_iterator(own, datasets, **kwargs))
+        return ReplicaIterators(iterators)
+    return pipeline.make_train_iterator(config, datasets, **kwargs)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -103,20 +145,43 @@ class Setup:
         self.datasets = pipeline.build_datasets(config, data_dir(config, workdir))
         self.steps_per_epoch = pipeline.steps_per_epoch(config, self.datasets)
         self.hp = make_hparams(config, self.steps_per_epoch)
-        self.nets: Networks = build_networks(config.model, self.variant.use_dimg_cls)
-        identity = identity_weights.identity_params_for(config, self.nets, workdir)
-        self.initial_state = init_state(
-            self.nets, config.seed, self.hp.b1, self.hp.b2, identity_params=identity
+        self.nets: Networks = build_networks(
+            config.model, self.variant.use_dimg_cls, config.identity.version
         )
+        identity = identity_weights.identity_params_for(config, self.nets, workdir)
+        self.num_replicas = int(config.num_replicas)
+        if self.num_replicas < 1:
+            raise ValueError(f"num_replicas={config.num_replicas} must be >= 1")
+        if config.replica_data not in REPLICA_DATA:
+            raise ValueError(
+                f"replica_data={config.replica_data!r} is unknown; allowed: {REPLICA_DATA}"
+            )
+        if self.num_replicas > 1:
+            self.initial_state = init_replicas(
+                self.nets, replica_seeds(config), self.hp.b1, self.hp.b2, identity
+            )
+        else:
+            self.initial_state = init_state(
+                self.nets, config.seed, self.hp.b1, self.hp.b2, identity_params=identity
+            )
         self.checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
 
 
 def _first_non_finite(history: list[tuple[int, dict]]) -> tuple[int, str, float] | None:
+    """(step, metric name, value) of the first NaN/Inf in the history, else None."""
     for step, metrics in history:
         for name in sorted(metrics):
-            if not math.isfinite(float(metrics[name])):
-                return step, name, float(metrics[name])
+            values = np.asarray(metrics[name], np.float64).ravel()
+            bad = values[~np.isfinite(values)]
+            if bad.size:
+                return step, name, float(bad[0])
     return None
+
+
+def _to_python(value):
+    """A scalar metric as float; a per-replica [S] metric as a list."""
+    value = np.asarray(value)
+    return float(value) if value.ndim == 0 else value.tolist()
 
 
 def write_samples(
@@ -133,12 +198,31 @@ def write_samples(
     picks = [int(np.flatnonzero(arrays["y"] == c)[0]) for c in range(k) if np.any(arrays["y"] == c)]
     inputs = arrays["x"][np.asarray(picks[:8] or [0])]
     g = state.g.params
-    grid = np.asarray(synthesis.render_expressions(nets.generator, g, inputs, k))
+    grid = np.asarray(
+        synthesis.render_expressions(
+            nets.generator, g, inputs, k, off_value=nets.inference_off_value
+        )
+    )
     sweep = np.asarray(
-        synthesis.intensity_sweep(nets.generator, g, inputs[:1], k, np.asarray(SWEEP_INTENSITIES))
+        synthesis.intensity_sweep(
+            nets.generator,
+            g,
+            inputs[:1],
+            k,
+            np.asarray(SWEEP_INTENSITIES),
+            off_value=nets.inference_off_value,
+        )
     )
     prior = np.asarray(
-        synthesis.prior_faces(nets.generator, g, jax.random.PRNGKey(seed), 4, k, nets.latent_dim)
+        synthesis.prior_faces(
+            nets.generator,
+            g,
+            jax.random.PRNGKey(seed),
+            4,
+            k,
+            nets.latent_dim,
+            off_value=nets.inference_off_value,
+        )
     )
     figures.plot_expression_grid(os.path.join(folder, "expressions.png"), inputs, grid, class_names)
     figures.plot_intensity_sweep(
@@ -154,10 +238,27 @@ def write_samples(
 
 
 def _evaluate_and_report(setup: Setup, state: TrainState, arrays, writer, step, workdir):
-    metrics, _ = evaluation.evaluate(
-        setup.nets, state, arrays, with_dimg_cls=setup.variant.use_dimg_cls
-    )
-    writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
+    """Held-out metrics (of every replica), written to the writer; samples from replica 0."""
+    if setup.num_replicas > 1:
+        per_replica = [
+            evaluation.evaluate(
+                setup.nets, replica(state, i), arrays, with_dimg_cls=setup.variant.use_dimg_cls
+            )[0]
+            for i in range(setup.num_replicas)
+        ]
+        state = replica(state, 0)
+        metrics = dict(per_replica[0])
+        metrics["replica_accuracy"] = [m["accuracy"] for m in per_replica]
+        metrics["mean_accuracy"] = float(np.mean(metrics["replica_accuracy"]))
+        scalars = {
+            f"eval/replica{i}/{k}": v for i, m in enumerate(per_replica) for k, v in m.items()
+        }
+    else:
+        metrics, _ = evaluation.evaluate(
+            setup.nets, state, arrays, with_dimg_cls=setup.variant.use_dimg_cls
+        )
+        scalars = {f"eval/{k}": v for k, v in metrics.items()}
+    writer.write_scalars(step, scalars)
     if setup.variant.use_gan:
         grids = write_samples(
             setup.nets,
@@ -187,13 +288,15 @@ def train_and_evaluate(
     is_main = jax.process_index() == 0
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
     devices = select_devices(config.train.num_devices, config.train.batch_size)
-    runner = DataParallelStep(nets, hp, devices, config.train.parallel)
-    iterator = pipeline.make_train_iterator(
-        config,
-        setup.datasets,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+    runner = DataParallelStep(
+        nets,
+        hp,
+        devices,
+        config.train.parallel,
+        num_replicas=setup.num_replicas if setup.num_replicas > 1 else 0,
+        per_replica_data=config.replica_data == "per_replica",
     )
+    iterator = make_iterator(config, setup.datasets)
     host_state = setup.initial_state
     restored = setup.checkpoints.restore(host_state)
     if restored is not None:
@@ -248,7 +351,7 @@ def train_and_evaluate(
             avg = clu_metrics.Average.from_model_output(np.asarray([m[name] for _, m in history]))
             averages[f"train/{name}"] = float(avg.compute())
         writer.write_scalars(step, averages)
-        last_metrics = {k: float(v) for k, v in history[-1][1].items()}
+        last_metrics = {k: _to_python(v) for k, v in history[-1][1].items()}
 
     every = lambda n, step: n > 0 and step % n == 0
     for step in range(first_step, hp.total_steps):

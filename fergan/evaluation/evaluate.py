@@ -67,7 +67,7 @@ def evaluate(
 
     arrays: `x` [N, S, S, c] in [-1, 1], `y` [N] (see fergan.data.pipeline.eval_arrays).
     """
-    out = predict(nets, state, arrays["x"], arrays["y"], batch_size)
+    out = predict(nets, state, arrays["x"], arrays["y"], batch_size, nets.inference_off_value)
     y = arrays["y"]
     metrics = {
         "accuracy": float(np.mean(out["r_pred"] == y)),

@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fergan.models.layers import down_conv, flatten, lrelu, num_halvings, scaled
+from fergan.models.layers import Dtype, down_conv, flatten, lrelu, num_halvings, scaled
 
 _BODY_CHANNELS = (64, 128, 256, 512)
 
@@ -25,27 +25,33 @@ class Dimg(nn.Module):
     width: float = 1.0
     num_classes: int = 7
     with_cls_head: bool = True
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        x = x.astype(self.dtype)
         for i, ch in enumerate(dimg_body_channels(self.image_size, self.width)):
-            x = lrelu(down_conv(ch, name=f"conv{i}")(x))
-        adv = jnp.mean(down_conv(1, name="adv")(x), axis=(1, 2, 3))
+            x = lrelu(down_conv(ch, name=f"conv{i}", dtype=self.dtype)(x))
+        patches = down_conv(1, name="adv", dtype=self.dtype)(x).astype(jnp.float32)
+        adv = jnp.mean(patches, axis=(1, 2, 3))
         if not self.with_cls_head:
             return adv, None
-        h = lrelu(down_conv(scaled(1024, self.width), name="cls_conv")(x))
-        logits = nn.Conv(self.num_classes, (4, 4), padding="VALID", name="cls_out")(h)
-        return adv, flatten(logits)
+        h = lrelu(down_conv(scaled(1024, self.width), name="cls_conv", dtype=self.dtype)(x))
+        logits = nn.Conv(
+            self.num_classes, (4, 4), padding="VALID", name="cls_out", dtype=self.dtype
+        )(h)
+        return adv, flatten(logits).astype(jnp.float32)
 
 
 class Dz(nn.Module):
     """Latent discriminator: [B, n] -> logit [B] that the code came from the prior (Eqs. 6-7)."""
 
     width: float = 1.0
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, code: jax.Array) -> jax.Array:
-        h = code
+        h = code.astype(self.dtype)
         for i, units in enumerate((64, 32, 16)):
-            h = lrelu(nn.Dense(scaled(units, self.width), name=f"fc{i}")(h))
-        return nn.Dense(1, name="out")(h)[:, 0]
+            h = lrelu(nn.Dense(scaled(units, self.width), name=f"fc{i}", dtype=self.dtype)(h))
+        return nn.Dense(1, name="out", dtype=self.dtype)(h)[:, 0].astype(jnp.float32)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from fergan.models.layers import (
+    Dtype,
     down_conv,
     flatten,
     instance_norm,
@@ -37,15 +38,20 @@ class Genc(nn.Module):
     image_size: int
     width: float = 1.0
     latent_dim: int = 64
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(self.dtype)
         # Convs feed an affine instance norm, so their bias would be cancelled: left out.
         for i, ch in enumerate(encoder_channels(self.image_size, self.width)):
             x = lrelu(
-                instance_norm(name=f"norm{i}")(down_conv(ch, use_bias=False, name=f"conv{i}")(x))
+                instance_norm(f"norm{i}", self.dtype)(
+                    down_conv(ch, use_bias=False, name=f"conv{i}", dtype=self.dtype)(x)
+                )
             )
-        return jnp.tanh(nn.Dense(self.latent_dim, name="fc")(flatten(x)))
+        code = nn.Dense(self.latent_dim, name="fc", dtype=self.dtype)(flatten(x))
+        return jnp.tanh(code).astype(jnp.float32)
 
 
 class Gdec(nn.Module):
@@ -54,16 +60,21 @@ class Gdec(nn.Module):
     image_size: int
     width: float = 1.0
     channels: int = 1
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, code: jax.Array) -> jax.Array:
         top = encoder_channels(self.image_size, self.width)[-1]
-        x = nn.Dense(2 * 2 * top, name="fc")(code).reshape(code.shape[0], 2, 2, top)
+        x = nn.Dense(2 * 2 * top, name="fc", dtype=self.dtype)(code.astype(self.dtype)).reshape(
+            code.shape[0], 2, 2, top
+        )
         for i, ch in enumerate(decoder_channels(self.image_size, self.width)):
             x = nn.relu(
-                instance_norm(name=f"norm{i}")(up_conv(ch, use_bias=False, name=f"deconv{i}")(x))
+                instance_norm(f"norm{i}", self.dtype)(
+                    up_conv(ch, use_bias=False, name=f"deconv{i}", dtype=self.dtype)(x)
+                )
             )
-        return jnp.tanh(up_conv(self.channels, name="out")(x))
+        return jnp.tanh(up_conv(self.channels, name="out", dtype=self.dtype)(x)).astype(jnp.float32)
 
 
 class Generator(nn.Module):
@@ -73,10 +84,11 @@ class Generator(nn.Module):
     width: float = 1.0
     channels: int = 1
     latent_dim: int = 64
+    dtype: Dtype = jnp.float32
 
     def setup(self):
-        self.enc = Genc(self.image_size, self.width, self.latent_dim)
-        self.dec = Gdec(self.image_size, self.width, self.channels)
+        self.enc = Genc(self.image_size, self.width, self.latent_dim, self.dtype)
+        self.dec = Gdec(self.image_size, self.width, self.channels, self.dtype)
 
     def encode(self, x: jax.Array) -> jax.Array:
         """[B, S, S, c] -> g(x) [B, n]."""

@@ -1,6 +1,7 @@
 """Building blocks shared by the networks of Tables I-II."""
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -8,6 +9,8 @@ import jax.numpy as jnp
 
 LRELU_SLOPE = 0.2  # SPEC "Networks".
 SUPPORTED_IMAGE_SIZES = (32, 64, 128)
+# Computation dtype of a module (parameters stay float32; outputs are cast back to float32).
+Dtype = Any
 
 
 def scaled(channels: int, width: float) -> int:
@@ -28,23 +31,33 @@ def num_halvings(image_size: int) -> int:
     return int(math.log2(image_size))
 
 
-def down_conv(features: int, use_bias: bool = True, name: str | None = None) -> nn.Conv:
+def down_conv(
+    features: int, use_bias: bool = True, name: str | None = None, dtype: Dtype = jnp.float32
+) -> nn.Conv:
     """Conv(n, 4, 2) with padding 1: halves the spatial size (Table I)."""
     return nn.Conv(
-        features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=use_bias, name=name
+        features,
+        (4, 4),
+        strides=(2, 2),
+        padding=((1, 1), (1, 1)),
+        use_bias=use_bias,
+        name=name,
+        dtype=dtype,
     )
 
 
-def up_conv(features: int, use_bias: bool = True, name: str | None = None) -> nn.ConvTranspose:
+def up_conv(
+    features: int, use_bias: bool = True, name: str | None = None, dtype: Dtype = jnp.float32
+) -> nn.ConvTranspose:
     """DeConv(n, 4, 2): doubles the spatial size (Table I)."""
     return nn.ConvTranspose(
-        features, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias, name=name
+        features, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias, name=name, dtype=dtype
     )
 
 
-def instance_norm(name: str | None = None) -> nn.InstanceNorm:
+def instance_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.InstanceNorm:
     """Per-sample, per-channel normalisation with a learned affine (IN in Table I)."""
-    return nn.InstanceNorm(epsilon=1e-5, name=name)
+    return nn.InstanceNorm(epsilon=1e-5, name=name, dtype=dtype)
 
 
 def flatten(x: jax.Array) -> jax.Array:

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fergan.models.layers import flatten, scaled
+from fergan.models.layers import Dtype, flatten, scaled
 
 # (residual blocks, group output channels) per level; the input width of level i is the output of
 # level i-1 (conv1 gives 48).
@@ -28,6 +28,7 @@ class MFM(nn.Module):
 
     features: int
     kernel: int = 3
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -37,6 +38,7 @@ class MFM(nn.Module):
             (self.kernel, self.kernel),
             padding=((pad, pad), (pad, pad)),
             name="filter",
+            dtype=self.dtype,
         )(x)
         first, second = jnp.split(y, 2, axis=-1)
         return jnp.maximum(first, second)
@@ -46,22 +48,24 @@ class ResBlock(nn.Module):
     """Two MFM 3x3 convs with an identity shortcut."""
 
     features: int
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = MFM(self.features, 3, name="conv1")(x)
-        return MFM(self.features, 3, name="conv2")(y) + x
+        y = MFM(self.features, 3, self.dtype, name="conv1")(x)
+        return MFM(self.features, 3, self.dtype, name="conv2")(y) + x
 
 
 class Group(nn.Module):
     """MFM 1x1 (same width) followed by MFM 3x3 to `features` channels."""
 
     features: int
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = MFM(x.shape[-1], 1, name="conv_a")(x)
-        return MFM(self.features, 3, name="conv")(x)
+        x = MFM(x.shape[-1], 1, self.dtype, name="conv_a")(x)
+        return MFM(self.features, 3, self.dtype, name="conv")(x)
 
 
 def max_avg_pool(x: jax.Array) -> jax.Array:
@@ -73,10 +77,12 @@ class MFMDense(nn.Module):
     """v1 `fc`: Dense to 2n outputs (`filter`), then the max of the two halves."""
 
     features: int
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        first, second = jnp.split(nn.Dense(2 * self.features, name="filter")(x), 2, axis=-1)
+        y = nn.Dense(2 * self.features, name="filter", dtype=self.dtype)(x)
+        first, second = jnp.split(y, 2, axis=-1)
         return jnp.maximum(first, second)
 
 
@@ -98,23 +104,27 @@ class LightCNN29(nn.Module):
     width: float = 1.0
     num_classes: int = 80013
     version: int = 2
+    dtype: Dtype = jnp.float32
 
     def setup(self):
         if self.version not in (1, 2):
             raise ValueError(f"LightCNN29 version must be 1 or 2, got {self.version}.")
-        self.conv1 = MFM(scaled(_CONV1_CHANNELS, self.width), 5)
+        self.conv1 = MFM(scaled(_CONV1_CHANNELS, self.width), 5, self.dtype)
         blocks, groups = {}, {}
         in_ch = scaled(_CONV1_CHANNELS, self.width)
         for level, (n_blocks, out_ch) in enumerate(_LEVELS, start=1):
             for b in range(n_blocks):
-                blocks[f"block{level}_{b}"] = ResBlock(in_ch, name=f"block{level}_{b}")
-            groups[level] = Group(scaled(out_ch, self.width), name=f"group{level}")
+                blocks[f"block{level}_{b}"] = ResBlock(in_ch, self.dtype, name=f"block{level}_{b}")
+            groups[level] = Group(scaled(out_ch, self.width), self.dtype, name=f"group{level}")
             in_ch = scaled(out_ch, self.width)
         self.blocks = blocks
         self.groups = groups
         feature_dim = scaled(_FEATURE_DIM, self.width)
-        self.fc = nn.Dense(feature_dim) if self.version == 2 else MFMDense(feature_dim)
-        self.fc2 = nn.Dense(self.num_classes, use_bias=self.version == 1)
+        if self.version == 2:
+            self.fc = nn.Dense(feature_dim, dtype=self.dtype)
+        else:
+            self.fc = MFMDense(feature_dim, self.dtype)
+        self.fc2 = nn.Dense(self.num_classes, use_bias=self.version == 1, dtype=self.dtype)
 
     def _pool(self, x: jax.Array) -> jax.Array:
         if self.version == 1:
@@ -129,15 +139,15 @@ class LightCNN29(nn.Module):
 
     def trunk(self, x: jax.Array) -> jax.Array:
         """conv1..pool3: [B, S, S, 1] -> [B, S/8, S/8, 192*width]."""
-        x = self._pool(self.conv1(x))
+        x = self._pool(self.conv1(x.astype(self.dtype)))
         x = self._pool(self._level(x, 1))
-        return self._pool(self._level(x, 2))
+        return self._pool(self._level(x, 2)).astype(jnp.float32)
 
     def head(self, trunk_out: jax.Array) -> jax.Array:
         """Rest of the network after pool3 -> 256-d feature F_id."""
-        x = self._level(trunk_out, 3)
+        x = self._level(trunk_out.astype(self.dtype), 3)
         x = self._pool(self._level(x, 4))
-        return self.fc(flatten(x))
+        return self.fc(flatten(x)).astype(jnp.float32)
 
     def identity_feature(self, x: jax.Array) -> jax.Array:
         """F_id(x) [B, 256*width] (Eq. 12)."""
@@ -150,4 +160,4 @@ class LightCNN29(nn.Module):
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         feature = self.identity_feature(x)
-        return self.fc2(feature), feature
+        return self.fc2(feature).astype(jnp.float32), feature

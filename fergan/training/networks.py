@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax.numpy as jnp
 import ml_collections
 
 from fergan.models import Dimg, Dz, Generator, LightCNN29, RecognizerHead
@@ -21,10 +22,20 @@ class Networks:
     channels: int
     latent_dim: int
     num_classes: int
+    inference_off_value: float = 0.5  # u at inference: intensity of the other classes.
 
 
-def build_networks(model: ml_collections.ConfigDict, with_dimg_cls: bool = True) -> Networks:
-    """Instantiate every network from `config.model` (validated)."""
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_networks(
+    model: ml_collections.ConfigDict, with_dimg_cls: bool = True, lightcnn_version: int = 2
+) -> Networks:
+    """Instantiate every network from `config.model` (validated); `lightcnn_version` is
+    `config.identity.version` (the layout of the identity network's weights).
+
+    `model.compute_dtype` "bfloat16" runs every layer in bfloat16 while parameters, optimizer
+    states and losses stay float32 (mixed precision for accelerators)."""
     num_halvings(model.image_size)  # Raises naming model.image_size when unsupported.
     if model.channels not in (1, 3):
         raise ValueError(f"model.channels={model.channels} is not supported; allowed: (1, 3)")
@@ -32,14 +43,23 @@ def build_networks(model: ml_collections.ConfigDict, with_dimg_cls: bool = True)
         raise ValueError(f"model.width={model.width} must be > 0")
     if model.num_classes < 2:
         raise ValueError(f"model.num_classes={model.num_classes} must be >= 2")
+    dtype_name = model.get("compute_dtype", "float32")
+    if dtype_name not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"model.compute_dtype={dtype_name!r} is unknown; allowed: {tuple(COMPUTE_DTYPES)}"
+        )
+    dtype = COMPUTE_DTYPES[dtype_name]
     return Networks(
-        generator=Generator(model.image_size, model.width, model.channels, model.latent_dim),
-        dimg=Dimg(model.image_size, model.width, model.num_classes, with_dimg_cls),
-        dz=Dz(model.width),
-        identity=LightCNN29(model.width, model.lightcnn_classes),
-        recognizer=RecognizerHead(model.width, model.num_classes),
+        generator=Generator(model.image_size, model.width, model.channels, model.latent_dim, dtype),
+        dimg=Dimg(model.image_size, model.width, model.num_classes, with_dimg_cls, dtype),
+        dz=Dz(model.width, dtype),
+        identity=LightCNN29(
+            model.width, model.lightcnn_classes, version=lightcnn_version, dtype=dtype
+        ),
+        recognizer=RecognizerHead(model.width, model.num_classes, dtype),
         image_size=model.image_size,
         channels=model.channels,
         latent_dim=model.latent_dim,
         num_classes=model.num_classes,
+        inference_off_value=model.inference_off_value,
     )

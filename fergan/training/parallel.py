@@ -2,7 +2,6 @@
 `jax.pmap`. Both run the same body, which reduces over the named axis `DATA_AXIS`."""
 
 import functools
-from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -12,7 +11,7 @@ from jax.sharding import PartitionSpec as P
 from fergan.training.hparams import StepHParams
 from fergan.training.networks import Networks
 from fergan.training.state import TrainState
-from fergan.training.step import Batch, Metrics, train_step
+from fergan.training.step import Batch, Metrics, replicated_train_step, train_step
 
 DATA_AXIS = "data"
 PARALLEL_MODES = ("shard_map", "pmap")
@@ -42,47 +41,89 @@ class DataParallelStep:
     the state (un-replicated) for checkpoints and comparisons.
     """
 
-    def __init__(self, nets: Networks, hp: StepHParams, devices: list[jax.Device], mode: str):
+    def __init__(
+        self,
+        nets: Networks,
+        hp: StepHParams,
+        devices: list[jax.Device],
+        mode: str,
+        num_replicas: int = 0,
+        per_replica_data: bool = False,
+    ):
+        """num_replicas > 0 trains that many independent runs at once (vmap over a leading
+        replica axis of the state, see `replicated_train_step`); 0 is a plain single run."""
         if mode not in PARALLEL_MODES:
             raise ValueError(f"train.parallel={mode!r} is unknown; allowed: {PARALLEL_MODES}")
+        if mode == "pmap" and jax.process_count() > 1:
+            raise ValueError("train.parallel='pmap' runs in one process; use 'shard_map'")
         self.mode = mode
         self.devices = devices
-        body = functools.partial(train_step, nets, hp, axis_name=DATA_AXIS)
+        self.replicated = num_replicas > 0
+        # The batch axis that devices split: after the replica axis of per-replica batches.
+        self._batch_axis = 1 if self.replicated and per_replica_data else 0
+        if self.replicated:
+            body = functools.partial(
+                replicated_train_step,
+                nets,
+                hp,
+                axis_name=DATA_AXIS,
+                per_replica_data=per_replica_data,
+            )
+        else:
+            body = functools.partial(train_step, nets, hp, axis_name=DATA_AXIS)
         if mode == "pmap":
             self._step = jax.pmap(body, axis_name=DATA_AXIS, devices=devices, donate_argnums=0)
         else:
             self.mesh = Mesh(np.asarray(devices), (DATA_AXIS,))
             self._replicated = NamedSharding(self.mesh, P())
-            self._sharded = NamedSharding(self.mesh, P(DATA_AXIS))
+            self._sharded = NamedSharding(self.mesh, P(*[None] * self._batch_axis, DATA_AXIS))
             # Outputs are replicated by construction (every update uses pmean-reduced gradients);
             # the varying-axis type check is off because the stage branches build their skipped
             # outputs as plain zeros.
             mapped = jax.shard_map(
                 body,
                 mesh=self.mesh,
-                in_specs=(P(), P(DATA_AXIS)),
+                in_specs=(P(), self._sharded.spec),
                 out_specs=(P(), P()),
                 check_vma=False,
             )
             self._step = jax.jit(mapped, donate_argnums=0)
 
     def place_state(self, state: TrainState) -> TrainState:
+        # From host copies, so donating the placed state never deletes the caller's arrays.
+        state = jax.device_get(state)
         if self.mode == "pmap":
             # pmap shards a leading device axis itself.
             n = len(self.devices)
             return jax.tree.map(lambda a: np.broadcast_to(a, (n, *np.shape(a))), state)
-        return jax.device_put(state, self._replicated)
+        # Built per device from the host copy: works when the mesh spans several processes.
+        return jax.tree.map(
+            lambda a: jax.make_array_from_callback(np.shape(a), self._replicated, lambda i: a[i]),
+            state,
+        )
 
     def place_batch(self, batch: Batch) -> Batch:
+        """This process's share of the global batch -> the step's input layout."""
         if self.mode == "pmap":
             n = len(self.devices)
-            return jax.tree.map(lambda a: np.reshape(a, (n, -1, *a.shape[1:])), batch)
-        return jax.device_put(batch, self._sharded)
+            axis = self._batch_axis
+
+            def split(a):
+                # [..., B, ...] -> [D, ..., B / D, ...] with the device axis first.
+                shape = (*a.shape[:axis], n, -1, *a.shape[axis + 1 :])
+                return np.moveaxis(np.reshape(a, shape), axis, 0)
+
+            return jax.tree.map(split, batch)
+        # Each process holds its slice of the global batch (fergan.data shards per process).
+        return jax.tree.map(
+            lambda a: jax.make_array_from_process_local_data(self._sharded, a), batch
+        )
 
     def host_state(self, state: TrainState) -> TrainState:
+        """A numpy copy of the (replicated) state, readable on every process."""
         if self.mode == "pmap":
-            state = jax.tree.map(lambda a: a[0], state)
-        return jax.device_get(state)
+            return jax.device_get(jax.tree.map(lambda a: a[0], state))
+        return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state)
 
     def __call__(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         state, metrics = self._step(state, batch)
@@ -93,10 +134,3 @@ class DataParallelStep:
     def lower(self, state: TrainState, batch: Batch):
         """The lowered step (for XLA cost analysis in the benchmark)."""
         return self._step.lower(state, batch)
-
-
-def make_step(
-    nets: Networks, hp: StepHParams, devices: list[jax.Device], mode: str = "shard_map"
-) -> Callable:
-    """Convenience constructor; see DataParallelStep."""
-    return DataParallelStep(nets, hp, devices, mode)

@@ -5,6 +5,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from fergan.models import LightCNN29
@@ -72,3 +73,15 @@ def init_state(
         r=net(nets.recognizer.init(k_r, trunk)["params"]),
         identity=identity_params,
     )
+
+
+def init_replicas(
+    nets: Networks, seeds, b1: float, b2: float, identity_params: PyTree | None = None
+) -> TrainState:
+    """States of several runs stacked on a leading replica axis (all but the shared step).
+
+    Replica i is exactly `init_state(nets, seeds[i], ...)`.
+    """
+    states = [jax.device_get(init_state(nets, s, b1, b2, identity_params)) for s in seeds]
+    stacked = jax.tree.map(lambda *xs: np.stack(xs), *states)
+    return stacked.replace(step=states[0].step)

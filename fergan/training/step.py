@@ -11,6 +11,7 @@ depend on how the global batch is split over devices.
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -369,3 +370,31 @@ def train_step(
         state, m = update(ctx, state)
         metrics |= m
     return state.replace(step=state.step + 1), _pmean(metrics, axis_name)
+
+
+def replica_axes(state: TrainState) -> TrainState:
+    """vmap axes of a replicated state: every leaf has a leading replica axis except the step
+    counter, which all replicas share (so the stage test stays a real branch, not a select)."""
+    axes = jax.tree.map(lambda _: 0, state)
+    return axes.replace(step=None)
+
+
+def replicated_train_step(
+    nets: Networks,
+    hp: StepHParams,
+    state: TrainState,
+    batch: Batch,
+    axis_name: str | None = None,
+    per_replica_data: bool = False,
+) -> tuple[TrainState, Metrics]:
+    """S independent runs of `train_step` in one program (vmap over the replica axis).
+
+    state: a TrainState whose leaves carry a leading axis S (see `replica_axes`). batch: [S, B,
+    ...] per replica with `per_replica_data`, else one [B, ...] batch shared by all replicas.
+    Metrics come back with shape [S].
+    """
+    axes = replica_axes(state)
+    body = functools.partial(train_step, nets, hp, axis_name=axis_name)
+    return jax.vmap(body, in_axes=(axes, 0 if per_replica_data else None), out_axes=(axes, 0))(
+        state, batch
+    )

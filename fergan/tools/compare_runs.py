@@ -1,0 +1,277 @@
+"""Compare two runs: their checkpointed parameters and the metrics of their summaries.
+
+Usage:
+  python -m fergan.tools.compare_runs runs/a runs/b [--step N] [--best]
+
+Restores the latest checkpoint of each run (or step N of both; --best: the best checkpoints)
+as a plain tree of arrays, without the config, and reports for each part of the training state
+(g, dimg, dz, r, identity, step, rng) the largest absolute difference, also over the parameters
+alone, and whether the two are bit-identical; then the difference of every metric in the two
+summary.json files ('eval', 'train_last_step'). Prints a table, then the same report as one
+JSON line. Exit status 0 whatever the differences; 2 when a workdir or checkpoint is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+STATE_KEYS = ("g", "dimg", "dz", "r", "identity", "step", "rng")
+# Where each part keeps its parameters: under 'params' (trained networks, next to their Adam
+# state), the whole part (the frozen identity network), or nowhere (step, rng).
+PARAMS_PREFIX = {"g": "params", "dimg": "params", "dz": "params", "r": "params", "identity": ""}
+METRIC_SECTIONS = ("eval", "train_last_step")
+
+
+class MissingRunError(Exception):
+    """A workdir, its checkpoints or the requested step does not exist."""
+
+
+def _manager(folder: str):
+    import orbax.checkpoint as ocp
+
+    # Restoring without the config: a registry maps each item to a handler that reads raw trees.
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    registry.add("state", ocp.args.PyTreeRestore, ocp.PyTreeCheckpointHandler)
+    registry.add("data", ocp.args.JsonRestore, ocp.JsonCheckpointHandler)
+    return ocp.CheckpointManager(
+        folder, options=ocp.CheckpointManagerOptions(read_only=True), handler_registry=registry
+    )
+
+
+def restore_raw(workdir: str, step: int | None = None, best: bool = False) -> tuple[int, dict]:
+    """(step, {'state': nested dict of numpy arrays, 'data': iterator state}) of a checkpoint of
+    `workdir` (latest, `step`, or with `best` the one in <workdir>/best)."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    if not os.path.isdir(workdir):
+        raise MissingRunError(f"{workdir}: no such run folder.")
+    folder = os.path.abspath(os.path.join(workdir, "best" if best else "checkpoints"))
+    if not os.path.isdir(folder):
+        raise MissingRunError(f"{workdir}: no checkpoints ({folder} does not exist).")
+    manager = _manager(folder)
+    try:
+        steps = manager.all_steps()
+        if not steps:
+            raise MissingRunError(f"{workdir}: {folder} holds no complete checkpoint.")
+        if step is None:
+            step = max(steps)
+        elif step not in steps:
+            raise MissingRunError(
+                f"{workdir}: no checkpoint at step {step}; it has {sorted(steps)}."
+            )
+        tree = manager.item_metadata(step)["state"].tree
+        # numpy leaves: nothing lands on an accelerator, whatever devices wrote the checkpoint.
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(restore_args=as_numpy), data=ocp.args.JsonRestore()
+            ),
+        )
+    finally:
+        manager.close()
+    return step, {"state": restored["state"], "data": restored["data"]}
+
+
+def _leaves(tree, prefix: str = "") -> dict[str, np.ndarray]:
+    """Flatten nested dicts/lists into {'a/b/0': array}."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, list | tuple):
+        items = enumerate(tree)
+    else:
+        return {prefix: np.asarray(tree)}
+    out = {}
+    for key, value in items:
+        out.update(_leaves(value, f"{prefix}/{key}" if prefix else str(key)))
+    return out
+
+
+def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| (NaN in both places counts as equal, NaN in one as infinite)."""
+    if a.size == 0:
+        return 0.0
+    if a.dtype.kind in "iub":
+        return float(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64))))
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    diff = np.abs(x - y)
+    diff[np.isnan(x) & np.isnan(y)] = 0.0
+    diff[np.isnan(diff)] = np.inf
+    return float(np.max(diff))
+
+
+def compare_part(a, b, params_prefix: str | None = "params") -> dict:
+    """Differences between two subtrees: leaf count, max |a-b| over all leaves and over the
+    parameter leaves (paths under `params_prefix`; '' = all, None = none), whether every leaf
+    is bit-identical, and the paths that cannot be compared (present in one only, or of another
+    shape or dtype)."""
+    la, lb = _leaves(a), _leaves(b)
+    mismatched = sorted(set(la) ^ set(lb))
+    max_all, max_params, identical = 0.0, None, not mismatched
+    for path in sorted(set(la) & set(lb)):
+        x, y = la[path], lb[path]
+        if x.shape != y.shape or x.dtype != y.dtype:
+            mismatched.append(path)
+            identical = False
+            continue
+        d = _max_abs_diff(x, y)
+        same = x.tobytes() == y.tobytes()
+        identical = identical and same
+        max_all = max(max_all, d)
+        if params_prefix is not None and (
+            not params_prefix or path == params_prefix or path.startswith(params_prefix + "/")
+        ):
+            max_params = max(max_params or 0.0, d)
+    return {
+        "leaves": len(la),
+        "max_abs_diff": max_all,
+        "params_max_abs_diff": max_params,
+        "identical": identical,
+        "mismatched": mismatched,
+    }
+
+
+def _read_summary(workdir: str) -> dict | None:
+    path = os.path.join(workdir, "summary.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def compare_metrics(summary_a: dict | None, summary_b: dict | None) -> dict:
+    """{section: {metric: {'a', 'b', 'diff' (b - a, numbers only)}}} for METRIC_SECTIONS."""
+    out = {}
+    for section in METRIC_SECTIONS:
+        ma = (summary_a or {}).get(section) or {}
+        mb = (summary_b or {}).get(section) or {}
+        rows = {}
+        for name in sorted(set(ma) | set(mb)):
+            a, b = ma.get(name), mb.get(name)
+            diff = b - a if _is_number(a) and _is_number(b) else None
+            rows[name] = {"a": a, "b": b, "diff": diff}
+        out[section] = rows
+    return out
+
+
+def compare_runs(workdir_a: str, workdir_b: str, step: int | None = None, best: bool = False):
+    """The full report (a dict) of two runs; raises MissingRunError."""
+    step_a, run_a = restore_raw(workdir_a, step, best)
+    step_b, run_b = restore_raw(workdir_b, step, best)
+    sa, sb = run_a["state"], run_b["state"]
+    keys = [k for k in STATE_KEYS if k in sa or k in sb]
+    keys += sorted((set(sa) | set(sb)) - set(STATE_KEYS))
+    parts = {k: compare_part(sa.get(k, {}), sb.get(k, {}), PARAMS_PREFIX.get(k)) for k in keys}
+    summary_a, summary_b = _read_summary(workdir_a), _read_summary(workdir_b)
+    notes = []
+    if step_a != step_b:
+        notes.append(f"the runs are compared at different steps ({step_a} and {step_b})")
+    for name, summary, workdir in (("a", summary_a, workdir_a), ("b", summary_b, workdir_b)):
+        if summary is None:
+            notes.append(f"run {name} ({workdir}) has no summary.json")
+    return {
+        "a": os.path.abspath(workdir_a),
+        "b": os.path.abspath(workdir_b),
+        "step_a": step_a,
+        "step_b": step_b,
+        "identical": all(p["identical"] for p in parts.values()),
+        "data_state_identical": run_a["data"] == run_b["data"],
+        "networks": parts,
+        "metrics": compare_metrics(summary_a, summary_b),
+        "notes": notes,
+    }
+
+
+def _num(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return "0" if x == 0 else f"{x:.4g}"
+    return str(x)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def format_report(report: dict) -> str:
+    """The report as readable text (tables of the state parts and the metrics)."""
+    lines = [f"A: {report['a']} (step {report['step_a']})"]
+    lines.append(f"B: {report['b']} (step {report['step_b']})")
+    lines.append("")
+    rows = [("part", "leaves", "max|a-b|", "params max|a-b|", "bit-identical")]
+    for name, p in report["networks"].items():
+        same = "yes" if p["identical"] else "no"
+        if p["mismatched"]:
+            same += f" ({len(p['mismatched'])} leaves differ in shape/dtype/presence)"
+        rows.append(
+            (name, str(p["leaves"]), _num(p["max_abs_diff"]), _num(p["params_max_abs_diff"]), same)
+        )
+    lines += _table(rows)
+    lines.append(f"All state bit-identical: {'yes' if report['identical'] else 'no'}")
+    same_data = "yes" if report["data_state_identical"] else "no"
+    lines.append(f"Data iterator state identical: {same_data}")
+    rows = [("metric", "a", "b", "b-a")]
+    for section, metrics in report["metrics"].items():
+        for name, m in metrics.items():
+            rows.append((f"{section}/{name}", _num(m["a"]), _num(m["b"]), _num(m["diff"])))
+    if len(rows) > 1:
+        lines.append("")
+        lines += _table(rows)
+    for note in report["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _json_safe(x):
+    """Non-finite floats as strings, so the JSON line stays standard JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fergan.tools.compare_runs", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("workdir_a", help="First run folder.")
+    p.add_argument("workdir_b", help="Second run folder.")
+    p.add_argument("--step", type=int, default=None, help="Checkpoint step (default: latest).")
+    p.add_argument("--best", action="store_true", help="Compare the best checkpoints instead.")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: 0 after a report (identical or not), 2 when a run cannot be read."""
+    args = _parser().parse_args(argv)
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)  # Orbax reports every restore; the table is enough.
+    try:
+        report = compare_runs(args.workdir_a, args.workdir_b, args.step, args.best)
+    except MissingRunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    print(json.dumps(_json_safe(report), sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
