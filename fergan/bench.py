@@ -16,7 +16,7 @@ from ml_collections import config_flags
 from fergan.training.hparams import make_hparams
 from fergan.training.networks import build_networks
 from fergan.training.parallel import DataParallelStep, select_devices
-from fergan.training.state import init_state
+from fergan.training.state import init_replicas, init_state
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed iterations per stage.")
@@ -64,9 +64,15 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     config.train.max_epochs = 2 * _PRE_STEPS
     hp = make_hparams(config, steps_per_epoch=1)
     devices = select_devices(config.train.num_devices, config.train.batch_size)
-    runner = DataParallelStep(nets, hp, devices, config.train.parallel)
+    replicas = int(config.num_replicas)
+    runner = DataParallelStep(
+        nets, hp, devices, config.train.parallel, num_replicas=replicas if replicas > 1 else 0
+    )
     batch = runner.place_batch(random_batch(config, np.random.default_rng(0)))
-    host_state = init_state(nets, config.seed, hp.b1, hp.b2)
+    if replicas > 1:  # S seeds in one program, all on the same (shared) batch.
+        host_state = init_replicas(nets, range(replicas), hp.b1, hp.b2)
+    else:
+        host_state = init_state(nets, config.seed, hp.b1, hp.b2)
     results = []
     for stage in stages:
         state = runner.place_state(
@@ -97,7 +103,8 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
                 "parallel": config.train.parallel,
                 "compile_s": round(compile_s, 2),
                 "step_ms_median": round(1e3 * median, 2),
-                "images_per_s": round(config.train.batch_size / median, 2),
+                "replicas": replicas,
+                "images_per_s": round(replicas * config.train.batch_size / median, 2),
                 "peak_bytes": peak_bytes(compiled),
                 "flops_per_step": flops,
                 "achieved_flops_per_s": flops / median,

@@ -48,6 +48,9 @@ class Checkpoints:
         """Save host `state` after `step` iterations (asynchronously)."""
         self.latest.save(step, args=self._args(state, data_state), force=True)
         if accuracy is not None:
+            # Multi-process saves synchronise on per-step barriers: the two managers must not
+            # write the same step at once.
+            self.latest.wait_until_finished()
             self.best.save(
                 step, args=self._args(state, data_state), metrics={"accuracy": accuracy}, force=True
             )

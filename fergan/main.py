@@ -13,8 +13,13 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from fergan import determinism
+from fergan.launch import distributed
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/<name>.py[:arg]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, logs, summary, samples.")
+distributed.define_flags()
+determinism.define_flags()
 MODES = ("train", "evaluate", "synthesize", "pretrain_identity", "cross_validate", "aggregate")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do.")
 _STEP = flags.DEFINE_integer("step", None, "evaluate/synthesize: checkpoint step (default latest).")
@@ -123,6 +128,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
+        # Both must act before anything starts the JAX backend.
+        determinism.configure_from_flags()
+        distributed.initialize_from_flags()
         run(_MODE.value, _CONFIG.value, _WORKDIR.value)
     except Exception as error:  # Report a clear one-line cause, then the traceback in the log.
         from fergan.data.preprocess import DataError

@@ -15,6 +15,7 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 from clu import metrics as clu_metrics
 
+from fergan import determinism
 from fergan.checkpointing import Checkpoints
 from fergan.data import pipeline
 from fergan.evaluation import evaluate as evaluation
@@ -401,6 +402,7 @@ def train_and_evaluate(
         "eval": eval_metrics,
         "train_last_step": last_metrics,
         "workdir": os.path.abspath(workdir),
+        "environment": determinism.environment_record(),
     }
     if is_main:
         write_json(os.path.join(workdir, "summary.json"), summary)

@@ -153,6 +153,9 @@ class _TripletLoader:
             "y": np.int32(y),
             "x_pr": to_float(x_pr),
             "y_target": np.int32(y_target),
+            # Position in the global batch: keys the step's per-sample noise, so results do not
+            # depend on which process or device serves the example.
+            "slot": np.int32(slot),
         }
 
 

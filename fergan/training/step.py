@@ -167,11 +167,15 @@ def prepare(
     v = hp.variant
     x = batch["x"]
     local_batch = x.shape[0]
-    first = 0 if axis_name is None else lax.axis_index(axis_name) * local_batch
+    if "slot" in batch:  # The sample's position in the global batch, from the pipeline.
+        indices = batch["slot"]
+    else:  # Rows in global-batch order: device i holds rows [i * b, (i + 1) * b).
+        first = 0 if axis_name is None else lax.axis_index(axis_name) * local_batch
+        indices = first + jnp.arange(local_batch)
     key = jax.random.fold_in(state.rng, state.step)
     noise = per_sample_noise(
         key,
-        first + jnp.arange(local_batch),
+        indices,
         nets.latent_dim,
         nets.num_classes,
         rext_feature_dim(nets.recognizer.width),
@@ -361,7 +365,8 @@ def train_step(
 ) -> tuple[TrainState, Metrics]:
     """Algorithm 1, one iteration, on this device's share of the batch.
 
-    batch: x, x_pr [B, S, S, c] in [-1, 1]; y, y_target [B] int32. Returns the new state and a dict
+    batch: x, x_pr [B, S, S, c] in [-1, 1]; y, y_target [B] int32; optional slot [B] int32 (the
+    sample's position in the global batch, keying its noise). Returns the new state and a dict
     of scalar metrics averaged over devices (every loss term, GP, accuracies, learning rate).
     """
     ctx = prepare(nets, hp, state, batch, axis_name)

@@ -12,13 +12,15 @@ from tests.program.helpers import tiny_config
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Three tiny runs: seed 0 twice, seed 1 once (checkpoints at steps 4, 8, 10)."""
+    """Three tiny BASELINE runs (the cheapest to compile): seed 0 twice, seed 1 once, on the
+    same data; 5 steps, checkpoints at steps 4 and 5."""
     root = tmp_path_factory.mktemp("compare")
     data_dir = str(root / "tfds")
     folders = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        config = tiny_config(data_dir=data_dir)
+        config = tiny_config("BASELINE", data_dir=data_dir)
         config.seed = seed
+        config.data.synthetic_seed = 0  # One dataset for all three.
         folders[name] = str(root / name)
         train.train_and_evaluate(config, folders[name])
     return folders
@@ -35,7 +37,7 @@ def test_same_seed_is_bit_identical(runs, capsys):
     code, text, report = report_of(capsys, runs["a"], runs["b"])
     assert code == 0
     assert report["identical"] and report["data_state_identical"]
-    assert report["step_a"] == report["step_b"] == 10
+    assert report["step_a"] == report["step_b"] == 5
     assert set(report["networks"]) == set(compare_runs.STATE_KEYS)
     for name, part in report["networks"].items():
         assert part["identical"] and part["max_abs_diff"] == 0.0 and not part["mismatched"], name
@@ -59,8 +61,8 @@ def test_another_seed_differs(runs, capsys):
 def test_a_chosen_step(runs, capsys):
     code, _, report = report_of(capsys, runs["a"], runs["b"], "--step", "4")
     assert code == 0 and report["step_a"] == report["step_b"] == 4 and report["identical"]
-    code, text, _ = report_of(capsys, runs["a"], runs["b"], "--step", "5")
-    assert code == 2 and "no checkpoint at step 5; it has [4, 8, 10]" in text
+    code, text, _ = report_of(capsys, runs["a"], runs["b"], "--step", "3")
+    assert code == 2 and "no checkpoint at step 3; it has [4, 5]" in text
 
 
 def test_missing_runs_exit_2(runs, capsys, tmp_path):
