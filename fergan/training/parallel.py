@@ -61,16 +61,20 @@ class DataParallelStep:
         self.replicated = num_replicas > 0
         # The batch axis that devices split: after the replica axis of per-replica batches.
         self._batch_axis = 1 if self.replicated and per_replica_data else 0
+        # One device needs no collectives: plain jit of the body (measured 1.6x faster than a
+        # one-device shard_map on CPU at size 128), with the same per-sample noise as device 0.
+        single = mode == "shard_map" and len(devices) == 1
+        axis_name = None if single else DATA_AXIS
         if self.replicated:
             body = functools.partial(
                 replicated_train_step,
                 nets,
                 hp,
-                axis_name=DATA_AXIS,
+                axis_name=axis_name,
                 per_replica_data=per_replica_data,
             )
         else:
-            body = functools.partial(train_step, nets, hp, axis_name=DATA_AXIS)
+            body = functools.partial(train_step, nets, hp, axis_name=axis_name)
         if mode == "pmap":
             self._step = jax.pmap(body, axis_name=DATA_AXIS, devices=devices, donate_argnums=0)
         else:
@@ -80,12 +84,16 @@ class DataParallelStep:
             # Outputs are replicated by construction (every update uses pmean-reduced gradients);
             # the varying-axis type check is off because the stage branches build their skipped
             # outputs as plain zeros.
-            mapped = jax.shard_map(
-                body,
-                mesh=self.mesh,
-                in_specs=(P(), self._sharded.spec),
-                out_specs=(P(), P()),
-                check_vma=False,
+            mapped = (
+                body
+                if single
+                else jax.shard_map(
+                    body,
+                    mesh=self.mesh,
+                    in_specs=(P(), self._sharded.spec),
+                    out_specs=(P(), P()),
+                    check_vma=False,
+                )
             )
             self._step = jax.jit(mapped, donate_argnums=0)
 
