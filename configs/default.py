@@ -51,6 +51,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.n_critic = 1  # Dimg updates per iteration.
     config.train.parallel = "shard_map"  # 'shard_map' (jit + shard_map) or 'pmap'.
     config.train.num_devices = 0  # 0 = all local devices.
+    # How updates that are off this iteration (R in stage 1; FESGAN in FESR_SL's stage 2) are
+    # skipped: 'cond' runs only the taken branch (lax.cond); 'select' computes both and keeps
+    # one (jnp.where); 'auto' = 'select' on CPU, where XLA leaves convolutions inside
+    # conditional branches in a slow generic form, else 'cond'. Both give the same numbers.
+    config.train.gating = "auto"
     config.train.log_every = 50
     config.train.eval_every = 500
     config.train.checkpoint_every = 500

@@ -13,6 +13,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from fergan.data.noise_batch import random_batch
 from fergan.training.hparams import make_hparams
 from fergan.training.networks import build_networks
 from fergan.training.parallel import DataParallelStep, select_devices
@@ -25,23 +26,6 @@ _STAGES = flags.DEFINE_list("stages", ["1", "2"], "Stages to time.")
 
 # Stage boundary of the benchmark's schedule: far enough that stage 1 never reaches it.
 _PRE_STEPS = 1_000_000
-
-
-def random_batch(config, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A global batch of uniform noise images with valid labels, [B, S, S, c]."""
-    b, s, c, k = (
-        config.train.batch_size,
-        config.model.image_size,
-        config.model.channels,
-        config.model.num_classes,
-    )
-    y = rng.integers(0, k, b).astype(np.int32)
-    return {
-        "x": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
-        "x_pr": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
-        "y": y,
-        "y_target": ((y + rng.integers(1, k, b)) % k).astype(np.int32),
-    }
 
 
 def peak_bytes(compiled) -> int:

@@ -68,9 +68,26 @@ class Group(nn.Module):
         return MFM(self.features, 3, self.dtype, name="conv")(x)
 
 
+_WINDOW_AXES = (2, 4)
+
+
+def _windows2x2(x: jax.Array) -> jax.Array:
+    """[B, H, W, C] (H, W even) -> [B, H/2, 2, W/2, 2, C]: the 2x2/2 pooling windows."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c)
+
+
+# 2x2/2 pooling as a reduction over reshaped windows: its gradient costs half that of
+# nn.max_pool's select-and-scatter on CPU (the R and identity-loss backward passes use it).
+def max_pool(x: jax.Array) -> jax.Array:
+    """2x2/2 max-pool: [B, H, W, C] -> [B, H/2, W/2, C]."""
+    return jnp.max(_windows2x2(x), axis=_WINDOW_AXES)
+
+
 def max_avg_pool(x: jax.Array) -> jax.Array:
     """v2 pooling: 2x2/2 max-pool + 2x2/2 avg-pool."""
-    return nn.max_pool(x, (2, 2), (2, 2)) + nn.avg_pool(x, (2, 2), (2, 2))
+    windows = _windows2x2(x)
+    return jnp.max(windows, axis=_WINDOW_AXES) + jnp.mean(windows, axis=_WINDOW_AXES)
 
 
 class MFMDense(nn.Module):
@@ -128,7 +145,7 @@ class LightCNN29(nn.Module):
 
     def _pool(self, x: jax.Array) -> jax.Array:
         if self.version == 1:
-            return nn.max_pool(x, (2, 2), (2, 2))
+            return max_pool(x)
         return max_avg_pool(x)
 
     def _level(self, x: jax.Array, level: int) -> jax.Array:

@@ -66,15 +66,29 @@ def _apply_adam(net: NetState, grads, lr: jax.Array, b1: float, b2: float) -> Ne
     return NetState(params=params, opt_state=opt_state)
 
 
-def _gated(pred: jax.Array, update: Callable, net: NetState) -> tuple[NetState, Metrics]:
+def _branch(hp: StepHParams, pred: jax.Array, taken: Callable, fallback: Callable, *operands):
+    """`taken(*operands)` if pred else `fallback(*operands)`, decided on device.
+
+    lax.cond runs one branch; with `hp.gate_by_select` both run and jnp.where keeps one (the
+    faster form on CPU, see `hparams.gate_by_select`). The fallbacks here are all cheap.
+    """
+    if hp.gate_by_select:
+        chosen, other = taken(*operands), fallback(*operands)
+        return jax.tree.map(lambda a, b: jnp.where(pred, a, b), chosen, other)
+    return lax.cond(pred, taken, fallback, *operands)
+
+
+def _gated(
+    hp: StepHParams, pred: jax.Array, update: Callable, net: NetState
+) -> tuple[NetState, Metrics]:
     """`update(net) -> (net, metrics)` when pred, else (net, zeros): one compiled program for
-    both stages, with only the taken branch executed."""
+    both stages."""
 
     def skip(n):
         shapes = jax.eval_shape(update, n)[1]
         return n, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-    return lax.cond(pred, update, skip, net)
+    return _branch(hp, pred, update, skip, net)
 
 
 def _synthesize(
@@ -127,7 +141,7 @@ def _synthesize(
             shapes = jax.eval_shape(make_pf, src)
             return tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
 
-        out["x_pf"], out["trunk_pf"] = lax.cond(needs_pf, make_pf, no_pf, source)
+        out["x_pf"], out["trunk_pf"] = _branch(hp, needs_pf, make_pf, no_pf, source)
     return out
 
 
@@ -228,7 +242,7 @@ def dz_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
         loss, grads = jax.value_and_grad(loss_fn)(net.params)
         return ctx.adam_update(net, grads), {"loss/dz": loss}
 
-    dz, metrics = _gated(ctx.gan_active, update, state.dz)
+    dz, metrics = _gated(ctx.hp, ctx.gan_active, update, state.dz)
     return state.replace(dz=dz), metrics
 
 
@@ -263,7 +277,7 @@ def dimg_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]
             net = ctx.adam_update(net, grads)
         return net, metrics
 
-    dimg, metrics = _gated(ctx.gan_active, update, state.dimg)
+    dimg, metrics = _gated(hp, ctx.gan_active, update, state.dimg)
     return state.replace(dimg=dimg), metrics
 
 
@@ -297,7 +311,7 @@ def r_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(net.params)
         return ctx.adam_update(net, grads), metrics
 
-    r, metrics = _gated(ctx.stage2, update, state.r)
+    r, metrics = _gated(hp, ctx.stage2, update, state.r)
     return state.replace(r=r), metrics
 
 
@@ -328,7 +342,7 @@ def generator_objective(
             )[1]
             return losses.classification_loss(logits, y)
 
-        loss = lax.cond(ctx.stage2, r_loss_on_pf, lambda: jnp.zeros(()))
+        loss = _branch(hp, ctx.stage2, r_loss_on_pf, lambda: jnp.zeros(()))
         terms["g_cls_r"] = (hp.lambda_cls, loss)
     total = sum(w * t for w, t in terms.values())
     return total, {f"loss/{k}": t for k, (_, t) in terms.items()} | {"loss/g_total": total}
@@ -352,7 +366,7 @@ def g_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
         grads, metrics = generator_gradients(ctx, state)
         return ctx.adam_update(net, grads), metrics
 
-    g, metrics = _gated(ctx.gan_active, update, state.g)
+    g, metrics = _gated(ctx.hp, ctx.gan_active, update, state.g)
     return state.replace(g=g), metrics
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 from configs.default import get_config
+from fergan.data import noise_batch
 from fergan.training.hparams import make_hparams
 from fergan.training.networks import build_networks
 from fergan.training.state import init_state
@@ -29,17 +30,4 @@ def setup(config, steps_per_epoch=2):
 
 
 def random_batch(config, seed=0):
-    rng = np.random.default_rng(seed)
-    b, s, c, k = (
-        config.train.batch_size,
-        config.model.image_size,
-        config.model.channels,
-        config.model.num_classes,
-    )
-    y = rng.integers(0, k, b).astype(np.int32)
-    return {
-        "x": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
-        "x_pr": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
-        "y": y,
-        "y_target": ((y + rng.integers(1, k, b)) % k).astype(np.int32),
-    }
+    return noise_batch.random_batch(config, np.random.default_rng(seed))

@@ -1,11 +1,13 @@
 """The training iteration: which update touches what, stages, variants, determinism, learning."""
 
+import dataclasses
 import functools
 
 import jax
 import numpy as np
 import pytest
 
+from fergan.training import hparams as hparams_lib
 from fergan.training import step as step_lib
 from fergan.training.hparams import make_hparams
 from fergan.training.networks import build_networks
@@ -59,8 +61,10 @@ def test_r_step_updates_only_r(joint):
         assert tree_equal(getattr(new, name), getattr(s2, name)), name
 
 
-def test_stage_one_leaves_r_untouched_and_identity_is_frozen(joint):
+@pytest.mark.parametrize("gate_by_select", [False, True])
+def test_stage_one_leaves_r_untouched_and_identity_is_frozen(joint, gate_by_select):
     _, nets, hp, state, batch = joint
+    hp = dataclasses.replace(hp, gate_by_select=gate_by_select)
     assert hp.pre_steps > 0
     step = jax.jit(functools.partial(step_lib.train_step, nets, hp))
     s1, metrics = step(state, batch)
@@ -93,9 +97,11 @@ def test_identity_loss_sends_gradient_into_the_generator(joint):
         assert norm > 0, part
 
 
-def test_sl_freezes_fesgan_in_stage_two():
+@pytest.mark.parametrize("gate_by_select", [False, True])
+def test_sl_freezes_fesgan_in_stage_two(gate_by_select):
     config = tiny_config("FESR_SL")
     nets, hp, state = setup(config)
+    hp = dataclasses.replace(hp, gate_by_select=gate_by_select)
     s2 = at_step(state, hp.pre_steps)
     new, _ = jax.jit(functools.partial(step_lib.train_step, nets, hp))(s2, random_batch(config))
     for name in ("g", "dimg", "dz"):
@@ -129,6 +135,35 @@ def test_every_variant_runs_both_stages(variant):
     for _ in range(2):
         state, metrics = step(state, batch)
         assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+
+
+@pytest.mark.parametrize("variant", ["FESR_JL", "FESR_SL"])
+def test_cond_and_select_gating_agree_across_the_stage_switch(variant):
+    config = tiny_config(variant, batch_size=4)
+    nets, hp, state = setup(config, steps_per_epoch=1)  # Stage 2 from step 1.
+    batch = random_batch(config)
+    finals = []
+    for select in (False, True):
+        step = jax.jit(
+            functools.partial(
+                step_lib.train_step, nets, dataclasses.replace(hp, gate_by_select=select)
+            )
+        )
+        s = state
+        for _ in range(3):
+            s, metrics = step(s, batch)
+        finals.append((s, metrics))
+    assert float(finals[0][1]["stage"]) == 2.0
+    # Different fusion of the same arithmetic: float rounding only, which Adam can amplify a little.
+    assert_trees_close(finals[0], finals[1], rtol=1e-3, atol=1e-5)
+
+
+def test_gating_resolves_by_platform_and_rejects_unknown_values():
+    resolve = hparams_lib.gate_by_select
+    assert resolve("auto", "cpu") and not resolve("auto", "gpu")
+    assert resolve("select", "tpu") and not resolve("cond", "cpu")
+    with pytest.raises(ValueError, match=r"train\.gating='when'"):
+        resolve("when", "cpu")
 
 
 def run_parallel(config, mode, num_devices, steps=3):

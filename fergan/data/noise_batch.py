@@ -1,0 +1,20 @@
+"""A random training batch with valid labels, for benchmarks and tests (no data set needed)."""
+
+import numpy as np
+
+
+def random_batch(config, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A global batch of uniform noise images with valid labels, [B, S, S, c]."""
+    b, s, c, k = (
+        config.train.batch_size,
+        config.model.image_size,
+        config.model.channels,
+        config.model.num_classes,
+    )
+    y = rng.integers(0, k, b).astype(np.int32)
+    return {
+        "x": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
+        "x_pr": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
+        "y": y,
+        "y_target": ((y + rng.integers(1, k, b)) % k).astype(np.int32),
+    }
