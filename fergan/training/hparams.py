@@ -29,6 +29,7 @@ class StepHParams:
     lambda_intra: float
     lambda_gp: float
     gate_by_select: bool = False  # Off updates: both branches then jnp.where, not lax.cond.
+    vmap_replicas: bool = True  # Replicas by jax.vmap, else one unrolled step per replica.
 
     def learning_rate_at(self, step):
         """Constant, then linear decay to 0 over the last `decay_fraction` of training (SPEC)."""
@@ -70,6 +71,16 @@ def gate_by_select(gating: str, platform: str) -> bool:
     return gating == "select" or (gating == "auto" and platform == "cpu")
 
 
+REPLICA_BATCHINGS = ("auto", "vmap", "unroll")
+
+
+def vmap_replicas(batching: str, platform: str) -> bool:
+    """Resolve `replica_batching` for a backend platform ('cpu', 'gpu', 'tpu')."""
+    if batching not in REPLICA_BATCHINGS:
+        raise ValueError(f"replica_batching={batching!r} is not one of {REPLICA_BATCHINGS}")
+    return batching == "vmap" or (batching == "auto" and platform != "cpu")
+
+
 def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> StepHParams:
     """Validate the config and resolve the static hyper-parameters of the iteration."""
     variant = get_variant(config.variant)
@@ -96,4 +107,5 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         lambda_intra=loss.lambda_intra,
         lambda_gp=loss.lambda_gp,
         gate_by_select=gate_by_select(config.train.get("gating", "auto"), jax.default_backend()),
+        vmap_replicas=vmap_replicas(config.get("replica_batching", "auto"), jax.default_backend()),
     )

@@ -406,14 +406,26 @@ def replicated_train_step(
     axis_name: str | None = None,
     per_replica_data: bool = False,
 ) -> tuple[TrainState, Metrics]:
-    """S independent runs of `train_step` in one program (vmap over the replica axis).
+    """S independent runs of `train_step` in one program.
 
     state: a TrainState whose leaves carry a leading axis S (see `replica_axes`). batch: [S, B,
     ...] per replica with `per_replica_data`, else one [B, ...] batch shared by all replicas.
-    Metrics come back with shape [S].
+    Metrics come back with shape [S]. `hp.vmap_replicas` picks jax.vmap over the replica axis or
+    S unrolled copies of the step (see `hparams.vmap_replicas`).
     """
     axes = replica_axes(state)
     body = functools.partial(train_step, nets, hp, axis_name=axis_name)
-    return jax.vmap(body, in_axes=(axes, 0 if per_replica_data else None), out_axes=(axes, 0))(
-        state, batch
-    )
+    if hp.vmap_replicas:
+        in_axes = (axes, 0 if per_replica_data else None)
+        return jax.vmap(body, in_axes=in_axes, out_axes=(axes, 0))(state, batch)
+    # The step counter is shared (None in `axes`); every other leaf is sliced per replica.
+    shared = state.replace(step=None)
+    outs = []
+    for i in range(jax.tree.leaves(shared)[0].shape[0]):
+        own = jax.tree.map(lambda leaf, i=i: leaf[i], shared).replace(step=state.step)
+        own_batch = jax.tree.map(lambda a, i=i: a[i], batch) if per_replica_data else batch
+        outs.append(body(own, own_batch))
+    states, metrics = zip(*outs, strict=True)
+    stack = lambda *leaves: jnp.stack(leaves)
+    stacked = jax.tree.map(stack, *[s.replace(step=None) for s in states])
+    return stacked.replace(step=states[0].step), jax.tree.map(stack, *metrics)

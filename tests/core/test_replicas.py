@@ -1,4 +1,4 @@
-"""Many seeds in one program: replica i of a vmapped run equals the single run with seed i."""
+"""Many seeds in one program: replica i of a replicated run equals the single run with seed i."""
 
 import jax
 import numpy as np
@@ -30,9 +30,12 @@ def single_run(seed, batches, mode):
     return runner.host_state(state), jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("per_replica_data", [True, False])
-def test_replica_equals_single_run(per_replica_data, mode="shard_map"):
+@pytest.mark.parametrize(
+    "per_replica_data,batching", [(True, "vmap"), (False, "vmap"), (True, "unroll")]
+)
+def test_replica_equals_single_run(per_replica_data, batching, mode="shard_map"):
     config = tiny_config(batch_size=4, pre_epochs=1, max_epochs=3)
+    config.replica_batching = batching
     nets, hp, runner = _runner(config, mode, num_replicas=2, per_replica_data=per_replica_data)
     # Per-replica data: replica i sees the batches of a run seeded with i.
     batches = {s: [random_batch(config, seed=10 * s + t) for t in range(STEPS)] for s in SEEDS}
