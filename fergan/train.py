@@ -24,7 +24,7 @@ from fergan.identity import weights as identity_weights
 from fergan.training.hparams import make_hparams
 from fergan.training.networks import Networks, build_networks
 from fergan.training.parallel import DataParallelStep, select_devices
-from fergan.training.state import TrainState, init_replicas, init_state
+from fergan.training.state import TrainState, init_replicas, init_state, replica
 from fergan.variants import get_variant
 
 # Keys whose change alters parameter shapes or the meaning of a checkpoint: a run refuses to
@@ -45,11 +45,6 @@ REPLICA_DATA = ("shared", "per_replica")
 def replica_seeds(config: ml_collections.ConfigDict) -> list[int]:
     """Seeds of the `num_replicas` runs trained together: seed, seed + 1, ..."""
     return [int(config.seed) + i for i in range(int(config.num_replicas))]
-
-
-def replica(state: TrainState, index: int) -> TrainState:
-    """Replica `index` of a replicated state, as a plain single-run state."""
-    return jax.tree.map(lambda a: a[index], state.replace(step=None)).replace(step=state.step)
 
 
 class ReplicaIterators:

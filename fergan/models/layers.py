@@ -41,6 +41,11 @@ def _conv4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
+def _flip_io(kernel: jax.Array) -> jax.Array:
+    """[4, 4, Ci, Co] -> [4, 4, Co, Ci], spatially flipped: the kernel of the transposed conv."""
+    return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
 def _conv4s2_kernel_grad(x: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.Array:
     """d<_conv4s2(x, kernel), dy>/d kernel: [4, 4, Ci, Co]."""
     return jax.vjp(lambda k: _conv4s2(x, k), kernel)[1](dy)[0]
@@ -56,7 +61,7 @@ def conv4s2_adjoint(dy: jax.Array, kernel: jax.Array) -> jax.Array:
     """Adjoint of `_conv4s2(., kernel)` applied to dy [B, H/2, W/2, Co] -> [B, H, W, Ci]."""
     # Written out rather than taken from jax.vjp, whose transpose rule reverses the kernel inside
     # the convolution; the explicit flip cancels against deconv4s2's (no reversal is left).
-    flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+    flipped = _flip_io(kernel)
     if min(dy.shape[1:3]) > 2:
         return jax.lax.conv_general_dilated(
             dy, flipped, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2), dimension_numbers=_NHWC
@@ -107,7 +112,7 @@ def deconv4s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
     [B, H, W, Ci] x [4, 4, Ci, Co] -> [B, 2H, 2W, Co]: the adjoint of Conv(4, 2) with the
     spatially flipped, in/out-swapped kernel. H and W even.
     """
-    return conv4s2_adjoint(x, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+    return conv4s2_adjoint(x, _flip_io(kernel))
 
 
 class _Resample4x4(nn.Module):

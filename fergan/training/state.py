@@ -83,5 +83,18 @@ def init_replicas(
     Replica i is exactly `init_state(nets, seeds[i], ...)`.
     """
     states = [jax.device_get(init_state(nets, s, b1, b2, identity_params)) for s in seeds]
-    stacked = jax.tree.map(lambda *xs: np.stack(xs), *states)
+    return stack_replicas(states)
+
+
+def stack_replicas(states, xp=np) -> TrainState:
+    """Single-run states -> one state with a leading replica axis; the step counter is shared.
+
+    xp: np (host arrays) or jnp (inside a trace)."""
+    shared = [s.replace(step=None) for s in states]
+    stacked = jax.tree.map(lambda *leaves: xp.stack(leaves), *shared)
     return stacked.replace(step=states[0].step)
+
+
+def replica(state: TrainState, index: int) -> TrainState:
+    """Replica `index` of a replicated state, as a plain single-run state."""
+    return jax.tree.map(lambda a: a[index], state.replace(step=None)).replace(step=state.step)

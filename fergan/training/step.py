@@ -24,7 +24,7 @@ from fergan.models import LightCNN29, to_lightcnn_input
 from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_dim
 from fergan.training.hparams import StepHParams
 from fergan.training.networks import Networks
-from fergan.training.state import NetState, TrainState, adam
+from fergan.training.state import NetState, TrainState, adam, replica, stack_replicas
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -413,19 +413,16 @@ def replicated_train_step(
     Metrics come back with shape [S]. `hp.vmap_replicas` picks jax.vmap over the replica axis or
     S unrolled copies of the step (see `hparams.vmap_replicas`).
     """
-    axes = replica_axes(state)
     body = functools.partial(train_step, nets, hp, axis_name=axis_name)
     if hp.vmap_replicas:
+        axes = replica_axes(state)
         in_axes = (axes, 0 if per_replica_data else None)
         return jax.vmap(body, in_axes=in_axes, out_axes=(axes, 0))(state, batch)
-    # The step counter is shared (None in `axes`); every other leaf is sliced per replica.
-    shared = state.replace(step=None)
-    outs = []
-    for i in range(jax.tree.leaves(shared)[0].shape[0]):
-        own = jax.tree.map(lambda leaf, i=i: leaf[i], shared).replace(step=state.step)
-        own_batch = jax.tree.map(lambda a, i=i: a[i], batch) if per_replica_data else batch
-        outs.append(body(own, own_batch))
+
+    def own_batch(i):
+        return jax.tree.map(lambda a: a[i], batch) if per_replica_data else batch
+
+    num_replicas = jax.tree.leaves(state.r.params)[0].shape[0]
+    outs = [body(replica(state, i), own_batch(i)) for i in range(num_replicas)]
     states, metrics = zip(*outs, strict=True)
-    stack = lambda *leaves: jnp.stack(leaves)
-    stacked = jax.tree.map(stack, *[s.replace(step=None) for s in states])
-    return stacked.replace(step=states[0].step), jax.tree.map(stack, *metrics)
+    return stack_replicas(states, jnp), jax.tree.map(lambda *m: jnp.stack(m), *metrics)
