@@ -71,21 +71,58 @@ def _read_meta(source) -> dict[str, np.ndarray]:
     return {k: np.array([r[k] for r in rows]) for k in keys}
 
 
+def check_classes(num_classes: int, class_names: tuple[str, ...], name: str) -> None:
+    """Raises ValueError unless the model's `num_classes` matches the dataset's >= 2 classes."""
+    if num_classes != len(class_names):
+        raise ValueError(
+            f"model.num_classes={num_classes} but dataset {name} has {len(class_names)} classes "
+            f"{class_names}; set model.num_classes={len(class_names)}."
+        )
+    if len(class_names) < 2:  # y_target must differ from y.
+        raise ValueError(f"Dataset {name} needs at least 2 classes, got {class_names}.")
+
+
+def check_batch_size(batch_size: int, num_train: int) -> None:
+    """Raises ValueError unless 1 <= `batch_size` <= `num_train` (the fold's training frames)."""
+    if not 1 <= batch_size <= num_train:
+        raise ValueError(
+            f"train.batch_size={batch_size} must be in [1, {num_train}], {num_train} being the "
+            "number of training frames of the fold."
+        )
+
+
+def check_data(config: ml_collections.ConfigDict) -> None:
+    """Validates everything about the data that needs no writing, and writes nothing.
+
+    Checks `data.name`, the manual folder and its layout (scanned, no image decoded), the builder
+    options, `model.num_classes` against the dataset, `data.num_folds` against its subjects,
+    `data.fold`, and `train.batch_size` against the fold's training frames. Image decoding and
+    face detection are the only checks left to the build.
+
+    Raises:
+      ValueError, FileNotFoundError or preprocess.DataError, with a one-line message naming the
+      config key or file.
+    """
+    face_config = builders.builder_config(config)
+    check_classes(int(config.model.num_classes), face_config.class_names, config.data.name)
+    subjects = builders.example_subjects(config, face_config)
+    train_idx, _ = folds.fold_indices(
+        subjects, config.data.num_folds, config.data.fold, config.data.fold_seed
+    )
+    check_batch_size(int(config.train.batch_size), len(train_idx))
+
+
 def build_datasets(config: ml_collections.ConfigDict, data_dir: str) -> Datasets:
     """Prepares `config.data.name` into `data_dir` if needed and selects fold `config.data.fold`.
 
+    `check_data(config)` runs first, so bad options or data raise before anything is written.
+
     Raises:
-      ValueError: `model.num_classes` differs from the dataset's class count, or a bad fold option.
-      FileNotFoundError: the manual folder of a hand-downloaded database is missing.
+      ValueError, FileNotFoundError or preprocess.DataError: see `check_data`.
     """
+    check_data(config)
     data_dir = os.path.expanduser(data_dir)
     builder = builders.make_builder(config, data_dir)
-    class_names = tuple(builder.builder_config.class_names)
-    if config.model.num_classes != len(class_names):
-        raise ValueError(
-            f"model.num_classes={config.model.num_classes} but dataset {config.data.name} has "
-            f"{len(class_names)} classes {class_names}; set model.num_classes={len(class_names)}."
-        )
     builders.prepare(builder, config.data.manual_dir)
     source = builder.as_data_source(builders.SPLIT)
     meta = _read_meta(source)
@@ -97,7 +134,7 @@ def build_datasets(config: ml_collections.ConfigDict, data_dir: str) -> Datasets
     return Datasets(
         train=train,
         test=test,
-        class_names=class_names,
+        class_names=tuple(builder.builder_config.class_names),
         num_train_subjects=len(np.unique(train.subjects)),
         num_test_subjects=len(np.unique(test.subjects)),
         image_size=int(config.model.image_size),
@@ -108,8 +145,9 @@ def build_datasets(config: ml_collections.ConfigDict, data_dir: str) -> Datasets
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict, datasets: Datasets) -> int:
-    """Global steps per pass over the training frames (at least 1)."""
-    return max(len(datasets.train) // config.train.batch_size, 1)
+    """Global steps per pass over the training frames; ValueError for a bad `train.batch_size`."""
+    check_batch_size(int(config.train.batch_size), len(datasets.train))
+    return len(datasets.train) // config.train.batch_size
 
 
 class _WithIndex:
@@ -183,8 +221,7 @@ def make_train_iterator(
         raise ValueError(
             f"train.batch_size={batch} must be divisible by the process count {process_count}."
         )
-    if datasets.num_classes < 2:
-        raise ValueError(f"Need at least 2 classes for y_target, got {datasets.class_names}.")
+    check_classes(datasets.num_classes, datasets.class_names, datasets.name)
     if len(datasets.train) == 0:
         raise ValueError(f"Fold {config.data.fold} of {datasets.name} has no training frames.")
     seed = int(config.seed)

@@ -77,9 +77,10 @@ def _detector():
         from skimage import data as sk_data
         from skimage.feature import Cascade
     except ImportError as e:
-        raise RuntimeError(
-            "data.crop_face needs a face cascade: install opencv-python-headless<5 (Haar) or "
-            "scikit-image (LBP)."
+        # Both are dependencies of the package; this only fires in a hand-trimmed environment.
+        raise DataError(
+            "data.crop_face=True needs a face cascade: install scikit-image (LBP) or "
+            "opencv-python-headless<5 (Haar), or set data.crop_face=False."
         ) from e
     lbp = Cascade(sk_data.lbp_frontal_face_cascade_filename())
 
@@ -96,20 +97,26 @@ def _detector():
     return detect
 
 
+def find_face(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) of the largest face the cascade finds in uint8 [H, W(, C)], or None."""
+    gray = image if image.ndim == 2 else to_channels(image, 1)[..., 0]
+    min_side = max(24, min(gray.shape) // 6)
+    faces = _detector()(gray, min_side)
+    return max(faces, key=lambda f: f[2] * f[3]) if faces else None
+
+
 def detect_face(image: np.ndarray, margin: float = 0.2) -> tuple[int, int, int, int]:
     """Square crop box (top, left, side, side) around the largest detected face.
 
     Falls back to the central square when no face is found (e.g. already-cropped images).
     `margin` enlarges the detector's box on every side, as a fraction of its size.
     """
-    gray = image if image.ndim == 2 else to_channels(image, 1)[..., 0]
-    h, w = gray.shape
-    min_side = max(24, min(h, w) // 6)
-    faces = _detector()(gray, min_side)
-    if not faces:
+    h, w = image.shape[:2]
+    face = find_face(image)
+    if face is None:
         side = min(h, w)
         return (h - side) // 2, (w - side) // 2, side, side
-    x, y, fw, fh = max(faces, key=lambda f: f[2] * f[3])
+    x, y, fw, fh = face
     side = round(max(fw, fh) * (1.0 + 2.0 * margin))
     side = min(side, h, w)
     cy, cx = y + fh / 2.0, x + fw / 2.0

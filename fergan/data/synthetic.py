@@ -474,6 +474,26 @@ class Frame:
     is_peak: bool
 
 
+def check_options(size: int, frames_per_sequence: int, label_last_frames: int) -> None:
+    """Raises ValueError naming the config key when `generate` cannot honour the options."""
+    if not 32 <= size <= 128:
+        raise ValueError(f"model.image_size must be in [32, 128] for synthetic_faces, got {size}.")
+    if not 1 <= label_last_frames <= frames_per_sequence:
+        raise ValueError(
+            "data.label_last_frames must be in [1, data.frames_per_sequence="
+            f"{frames_per_sequence}], got {label_last_frames}."
+        )
+
+
+def frame_subjects(
+    num_subjects: int, label_last_frames: int, subject_offset: int = 1
+) -> np.ndarray:
+    """int [num_subjects * len(EXPRESSIONS) * label_last_frames]: the subject of every frame
+    `generate` yields, in order, without rendering any."""
+    per_subject = len(EXPRESSIONS) * label_last_frames
+    return np.repeat(np.arange(num_subjects) + subject_offset, per_subject)
+
+
 def generate(
     seed: int,
     num_subjects: int,
@@ -490,13 +510,7 @@ def generate(
     `label_last_frames` frames are yielded (the last is the peak). Deterministic in all arguments:
     each subject and each sequence draws from its own generator seeded by (seed, ids).
     """
-    if not 32 <= size <= 128:
-        raise ValueError(f"model.image_size must be in [32, 128] for synthetic_faces, got {size}.")
-    if not 1 <= label_last_frames <= frames_per_sequence:
-        raise ValueError(
-            "data.label_last_frames must be in [1, data.frames_per_sequence="
-            f"{frames_per_sequence}], got {label_last_frames}."
-        )
+    check_options(size, frames_per_sequence, label_last_frames)
     ramp = sequence_intensities(frames_per_sequence)
     for s in range(num_subjects):
         subject = s + subject_offset

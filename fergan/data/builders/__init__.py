@@ -9,11 +9,19 @@ from __future__ import annotations
 import os
 
 import ml_collections
+import numpy as np
 import tensorflow_datasets as tfds
 
 from fergan.data import synthetic
 from fergan.data.builders import base, ck_plus, image_folder, oulu_casia
-from fergan.data.builders.base import SPLIT, FaceConfig, make_config
+from fergan.data.builders.base import (
+    SEE_LAYOUT,
+    SPLIT,
+    FaceConfig,
+    check_config,
+    make_config,
+    source_digest,
+)
 from fergan.data.builders.ck_plus import CkPlus
 from fergan.data.builders.image_folder import ExpressionFolder
 from fergan.data.builders.oulu_casia import OuluCasia
@@ -35,34 +43,47 @@ __all__ = [
     "OuluCasia",
     "SyntheticFaces",
     "builder_config",
+    "example_subjects",
     "make_builder",
+    "manual_dir",
     "prepare",
 ]
 
 
-def _class_names(data: ml_collections.ConfigDict) -> tuple[str, ...]:
+def _class_names(data: ml_collections.ConfigDict, root: str) -> tuple[str, ...]:
     listed = tuple(n.strip() for n in data.get("class_names", "").split(",") if n.strip())
-    if data.name == "synthetic_faces":
-        return synthetic.EXPRESSIONS
     if data.name == "ck_plus":
         return ck_plus.CLASS_NAMES
     if data.name == "oulu_casia":
         return oulu_casia.CLASS_NAMES
-    return listed or image_folder.folder_class_names(_manual_dir(data))
+    return listed or image_folder.folder_class_names(root)
 
 
-def _manual_dir(data: ml_collections.ConfigDict) -> str:
+def manual_dir(data: ml_collections.ConfigDict) -> str:
+    """The resolved absolute path of `data.manual_dir`; FileNotFoundError when unset or missing."""
     if not data.manual_dir:
-        layout = BUILDERS[data.name].LAYOUT if data.name != "synthetic_faces" else ""
-        raise FileNotFoundError(f"data.manual_dir is empty; {data.name} needs it.\n{layout}")
-    return os.path.expanduser(data.manual_dir)
+        raise FileNotFoundError(f"data.manual_dir is empty; {data.name} needs it ({SEE_LAYOUT}).")
+    path = os.path.realpath(os.path.expanduser(data.manual_dir))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"data.manual_dir={data.manual_dir!r} is not a folder; {SEE_LAYOUT} of {data.name}."
+        )
+    return path
+
+
+def _check_name(name: str) -> None:
+    if name not in BUILDERS:
+        raise ValueError(f"data.name must be one of {sorted(BUILDERS)}, got {name!r}.")
 
 
 def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
-    """The TFDS builder config for `config.data.name`, from the fergan config."""
+    """The TFDS builder config for `config.data.name`, from the fergan config.
+
+    For a manual-folder database its name digests the folder's path and file listing too (see
+    `base.source_digest`), so a changed folder gets its own dataset directory. Writes nothing.
+    """
     data = config.data
-    if data.name not in BUILDERS:
-        raise ValueError(f"data.name must be one of {sorted(BUILDERS)}, got {data.name!r}.")
+    _check_name(data.name)
     common = {
         "image_size": int(config.model.image_size),
         "channels": int(config.model.channels),
@@ -83,41 +104,56 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
     extra = {}
     if data.name == "expression_folder":
         extra = {"subject_regex": data.subject_regex, "sequence_regex": data.sequence_regex}
+    root = manual_dir(data)
     return make_config(
-        class_names=_class_names(data),
+        class_names=_class_names(data, root),
         crop_face=bool(data.crop_face),
         face_margin=float(data.face_margin),
         extra=extra,
+        source=source_digest(root),
         **common,
     )
 
 
+def example_subjects(config: ml_collections.ConfigDict, face_config: FaceConfig) -> np.ndarray:
+    """int [N]: the subject of each of the N examples `config.data` builds into, read from the
+    source without decoding or writing anything (`face_config` = `builder_config(config)`).
+
+    Raises ValueError, FileNotFoundError or DataError naming the option or file, exactly as
+    building would, so callers can refuse bad data before anything is written.
+    """
+    data = config.data
+    if data.name == "synthetic_faces":
+        check_config(face_config)
+        synthetic.check_options(
+            face_config.image_size, int(data.frames_per_sequence), face_config.label_last_frames
+        )
+        return synthetic.frame_subjects(int(data.num_subjects), face_config.label_last_frames)
+    records = BUILDERS[data.name].scan(face_config, manual_dir(data))
+    return np.array([r.subject for r in records], np.int64)
+
+
 def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tfds.core.DatasetBuilder:
     """Instantiates (does not prepare) the builder for `config.data` under `data_dir`."""
-    cls = BUILDERS.get(config.data.name)
-    if cls is None:
-        raise ValueError(f"data.name must be one of {sorted(BUILDERS)}, got {config.data.name!r}.")
+    _check_name(config.data.name)
+    cls = BUILDERS[config.data.name]
     return cls(config=builder_config(config), data_dir=data_dir, file_format="array_record")
 
 
 def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str = "") -> None:
     """Builds the dataset into its data_dir unless it is already there.
 
-    Raises FileNotFoundError showing the expected layout when a manual database folder is missing
-    or empty (checked first, so nothing is written).
+    A manual database's folder is scanned and checked first (`FaceFolderBuilder.scan`), so bad
+    input raises before anything is written.
     """
     if builder.is_prepared():
         return
-    manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
-    if manual:
-        path = os.path.expanduser(manual_dir) if manual_dir else ""
-        if not path or not os.path.isdir(path) or not os.listdir(path):
-            raise FileNotFoundError(
-                f"Manual dir {manual_dir!r} for {builder.name} is missing or empty.\n{manual}"
-            )
-    download_config = tfds.download.DownloadConfig(
-        manual_dir=os.path.expanduser(manual_dir) if manual_dir else None
-    )
+    path = os.path.expanduser(manual_dir) if manual_dir else ""
+    if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) and not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"data.manual_dir={manual_dir!r} for {builder.name} is not a folder; {SEE_LAYOUT}."
+        )
+    download_config = tfds.download.DownloadConfig(manual_dir=path or None)
     builder.download_and_prepare(download_config=download_config, file_format="array_record")
 
 

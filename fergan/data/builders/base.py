@@ -14,6 +14,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fergan.data import preprocess
+from fergan.data.preprocess import DataError
+
+# Where every error about a manual folder points (the layouts are too long for a one-line error).
+SEE_LAYOUT = "see docs/data.md for the expected layout"
 
 # Every builder writes its labelled frames to this single split; folds pick train/test from it.
 SPLIT = "train"
@@ -31,19 +35,54 @@ class FaceConfig(tfds.core.BuilderConfig):
     class_names: tuple[str, ...] = ()
     # Builder-specific options as a sorted tuple of (key, value) pairs (hashable, JSON-able).
     extra: tuple[tuple[str, object], ...] = ()
+    # Digest of the manual folder (`source_digest`); '' for sets generated from their options.
+    source: str = ""
 
     def option(self, key: str, default=None):
         return dict(self.extra).get(key, default)
 
 
 def make_config(**kwargs) -> FaceConfig:
-    """A FaceConfig named by a digest of all its options (distinct options, distinct dirs)."""
+    """A FaceConfig named by a digest of all its options, `source` included (distinct options or
+    source files, distinct dirs: a changed folder is never served from an older build)."""
     kwargs.setdefault("extra", ())
     kwargs["extra"] = tuple(sorted(dict(kwargs["extra"]).items()))
     kwargs["class_names"] = tuple(kwargs.get("class_names", ()))
     digest = hashlib.sha1(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()
     name = f"{kwargs['image_size']}px_{kwargs['channels']}c_{digest[:10]}"
     return FaceConfig(name=name, version="1.0.0", **kwargs)
+
+
+def _listing(root: str, prefix: str = "") -> Iterator[tuple[str, int, int]]:
+    try:
+        entries = sorted(os.scandir(os.path.join(root, prefix)), key=lambda e: e.name)
+        for entry in entries:
+            rel = os.path.join(prefix, entry.name)
+            if entry.is_dir():
+                yield from _listing(root, rel)
+            else:
+                st = entry.stat()
+                yield rel, st.st_size, st.st_mtime_ns
+    except OSError as e:
+        # Unreadable entries (permissions, a dangling link) would otherwise surface as tracebacks.
+        path = os.path.join(root, prefix)
+        raise DataError(f"Cannot list {path!r} under data.manual_dir: {e}") from e
+
+
+def source_listing(root: str) -> list[tuple[str, int, int]]:
+    """(path relative to `root`, size in bytes, mtime in ns) of every file under `root`, sorted.
+
+    Reads only directory entries (no file is opened), so it is cheap even for large databases.
+    """
+    return list(_listing(root))
+
+
+def source_digest(root: str) -> str:
+    """Hex digest of the resolved folder path and `source_listing(root)`: changes whenever a file
+    under `root` is added, removed, resized or rewritten, or the folder moves."""
+    path = os.path.realpath(root)
+    text = json.dumps([path, source_listing(path)])
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,29 +132,35 @@ def check_config(config: FaceConfig) -> None:
 class FaceFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base for builders reading a hand-downloaded database from `manual_dir`.
 
-    Subclasses implement `_records`, which scans and validates the whole folder before anything is
-    written, so label and layout errors never leave a partial dataset behind (TFDS also deletes its
-    incomplete directory when a later image fails to decode).
+    Subclasses implement `records`, which scans and validates the whole folder (without decoding
+    images) before anything is written, so label and layout errors never leave a partial dataset
+    behind (TFDS also deletes its incomplete directory when a later image fails to decode).
     """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012 (TFDS class attribute)
     BUILDER_CONFIGS = ()
-    LAYOUT = ""  # Expected folder layout, shown in errors and instructions.
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(features=features(self.builder_config))
 
+    @staticmethod
     @abc.abstractmethod
-    def _records(self, root: str) -> list[Record]:
+    def records(config: FaceConfig, root: str) -> list[Record]:
         """Scans `root` and returns every labelled frame, raising DataError on bad input."""
 
-    def _split_generators(self, dl_manager):
-        check_config(self.builder_config)
-        root = os.fspath(dl_manager.manual_dir)
-        records = self._records(root)
+    @classmethod
+    def scan(cls, config: FaceConfig, root: str) -> list[Record]:
+        """Every labelled frame under `root`, after checking the options; decodes and writes
+        nothing. Raises ValueError, FileNotFoundError or DataError naming the option or file."""
+        check_config(config)
+        records = cls.records(config, root)
         if not records:
-            raise preprocess.DataError(f"No labelled images found under {root!r}.\n{self.LAYOUT}")
+            raise DataError(f"No labelled images found under {root!r}; {SEE_LAYOUT}.")
+        return records
+
+    def _split_generators(self, dl_manager):
+        records = self.scan(self.builder_config, os.fspath(dl_manager.manual_dir))
         return {SPLIT: self._generate_examples(records)}
 
     def _generate_examples(self, records: list[Record]) -> Iterator[tuple[str, dict]]:

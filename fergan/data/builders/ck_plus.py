@@ -42,15 +42,15 @@ def parse_emotion(path: str) -> int:
 class CkPlus(base.FaceFolderBuilder):
     """CK+: 7 expressions, the last frames of each labelled sequence, peak frame for testing."""
 
-    LAYOUT = LAYOUT
     MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT
 
-    def _records(self, root: str) -> list[base.Record]:
+    @staticmethod
+    def records(config: base.FaceConfig, root: str) -> list[base.Record]:
         images, emotion = os.path.join(root, "cohn-kanade-images"), os.path.join(root, "Emotion")
         for d in (images, emotion):
             if not os.path.isdir(d):
-                raise FileNotFoundError(f"Missing folder {d!r}.\n{LAYOUT}")
-        k = self.builder_config.label_last_frames
+                raise FileNotFoundError(f"Missing folder {d!r}; {base.SEE_LAYOUT}.")
+        k = config.label_last_frames
         records = []
         for subj in sorted(os.listdir(emotion)):
             m = _DIR.match(subj)
@@ -69,7 +69,7 @@ class CkPlus(base.FaceFolderBuilder):
                 if not os.path.isdir(frame_dir):
                     raise FileNotFoundError(
                         f"Emotion file {os.path.join(label_dir, files[-1])!r} has no image folder "
-                        f"{frame_dir!r}.\n{LAYOUT}"
+                        f"{frame_dir!r}; {base.SEE_LAYOUT}."
                     )
                 names = list_images(frame_dir)
                 if not names:

@@ -23,37 +23,43 @@ def _group(m: re.Match, name: str) -> str:
     return m.group(name) if name in m.re.groupindex else m.group(1)
 
 
+def _compile(key: str, pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as e:  # Not a ValueError: would escape the one-line error report.
+        raise ValueError(f"{key}={pattern!r} is not a valid regular expression: {e}") from e
+
+
 def folder_class_names(root: str) -> tuple[str, ...]:
     """Class names from the sub-folders of `root`, sorted."""
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"Manual dir {root!r} does not exist.\n{LAYOUT}")
+        raise FileNotFoundError(f"Manual dir {root!r} does not exist; {base.SEE_LAYOUT}.")
     names = tuple(sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))))
     if not names:
-        raise FileNotFoundError(f"No class folders in {root!r}.\n{LAYOUT}")
+        raise FileNotFoundError(f"No class folders in {root!r}; {base.SEE_LAYOUT}.")
     return names
 
 
 class ExpressionFolder(base.FaceFolderBuilder):
     """Any expression database arranged as one folder per class."""
 
-    LAYOUT = LAYOUT
     MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT
 
-    def _records(self, root: str) -> list[base.Record]:
-        cfg = self.builder_config
-        subject_re = re.compile(cfg.option("subject_regex", r"^S(\d+)_"))
-        seq_pattern = cfg.option("sequence_regex", "")
-        seq_re = re.compile(seq_pattern) if seq_pattern else None
+    @staticmethod
+    def records(config: base.FaceConfig, root: str) -> list[base.Record]:
+        subject_re = _compile("data.subject_regex", config.option("subject_regex", r"^S(\d+)_"))
+        seq_pattern = config.option("sequence_regex", "")
+        seq_re = _compile("data.sequence_regex", seq_pattern) if seq_pattern else None
         if seq_re is not None and not {"sequence", "frame"} <= set(seq_re.groupindex):
             raise ValueError(
                 f"data.sequence_regex {seq_pattern!r} needs groups 'sequence' and 'frame'."
             )
         # (class, subject name, sequence name) -> [(frame, path)]
         seqs: dict[tuple[int, str, str], list[tuple[int, str]]] = defaultdict(list)
-        for label, cls in enumerate(cfg.class_names):
+        for label, cls in enumerate(config.class_names):
             folder = os.path.join(root, cls)
             if not os.path.isdir(folder):
-                raise FileNotFoundError(f"Missing class folder {folder!r}.\n{LAYOUT}")
+                raise FileNotFoundError(f"Missing class folder {folder!r}; {base.SEE_LAYOUT}.")
             names = list_images(folder)
             if not names:
                 raise DataError(f"Class folder {folder!r} holds no images.")
@@ -78,7 +84,7 @@ class ExpressionFolder(base.FaceFolderBuilder):
                     (int(ms.group("frame")), os.path.join(folder, n))
                 )
         subject_ids = base.subject_numbers([key[1] for key in seqs])
-        k = cfg.label_last_frames if seq_re is not None else 1
+        k = config.label_last_frames if seq_re is not None else 1
         records = []
         for seq_id, key in enumerate(sorted(seqs)):
             label, subject, _ = key

@@ -26,14 +26,14 @@ _SUBJECT = re.compile(r"^P(\d+)$")
 class OuluCasia(base.FaceFolderBuilder):
     """Oulu-CASIA: 6 expressions, 80 subjects, one sequence per subject and expression."""
 
-    LAYOUT = LAYOUT
     MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT
 
-    def _records(self, root: str) -> list[base.Record]:
-        k = self.builder_config.label_last_frames
+    @staticmethod
+    def records(config: base.FaceConfig, root: str) -> list[base.Record]:
+        k = config.label_last_frames
         subjects = [s for s in sorted(os.listdir(root)) if _SUBJECT.match(s)]
         if not subjects:
-            raise FileNotFoundError(f"No P### subject folders in {root!r}.\n{LAYOUT}")
+            raise FileNotFoundError(f"No P### subject folders in {root!r}; {base.SEE_LAYOUT}.")
         records = []
         for subj in subjects:
             subject = int(_SUBJECT.match(subj).group(1))
