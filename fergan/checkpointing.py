@@ -14,6 +14,20 @@ from absl import logging
 from fergan.training.state import TrainState
 
 
+LATEST_DIR = "checkpoints"
+BEST_DIR = "best"
+
+
+def saved_steps(workdir: str, best: bool = False) -> list[int]:
+    """Steps of the finished checkpoints in `<workdir>/checkpoints` (or `best`), read from the
+    folder names without creating anything (Orbax names a save in progress `<step>.orbax-...`,
+    so an interrupted write is not listed)."""
+    folder = os.path.join(workdir, BEST_DIR if best else LATEST_DIR)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+
+
 class Checkpoints:
     """`<workdir>/checkpoints` keeps the last `keep` saves; `<workdir>/best` the best accuracy."""
 
@@ -27,9 +41,9 @@ class Checkpoints:
                 item_names=("state", "data"),
             )
 
-        self.latest = manager("checkpoints", max_to_keep=keep)
+        self.latest = manager(LATEST_DIR, max_to_keep=keep)
         self.best = manager(
-            "best",
+            BEST_DIR,
             max_to_keep=1,
             best_fn=lambda m: m["accuracy"],
             best_mode="max",

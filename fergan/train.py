@@ -15,7 +15,7 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 from clu import metrics as clu_metrics
 
-from fergan import determinism
+from fergan import checks, console, determinism
 from fergan.checkpointing import Checkpoints
 from fergan.data import pipeline
 from fergan.evaluation import evaluate as evaluation
@@ -27,19 +27,7 @@ from fergan.training.parallel import DataParallelStep, select_devices
 from fergan.training.state import TrainState, init_replicas, init_state, replica
 from fergan.variants import get_variant
 
-# Keys whose change alters parameter shapes or the meaning of a checkpoint: a run refuses to
-# resume across them.
-RESUME_KEYS = (
-    "variant",
-    "model.image_size",
-    "model.channels",
-    "model.width",
-    "model.latent_dim",
-    "model.num_classes",
-    "model.lightcnn_classes",
-)
 SWEEP_INTENSITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
-REPLICA_DATA = ("shared", "per_replica")
 
 
 def replica_seeds(config: ml_collections.ConfigDict) -> list[int]:
@@ -88,21 +76,6 @@ def data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
     return config.data.data_dir or os.path.join(workdir, "tfds")
 
 
-def _flat(config: ml_collections.ConfigDict) -> dict:
-    out = {}
-
-    def walk(prefix, node):
-        for key, value in node.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict | ml_collections.ConfigDict):
-                walk(name + ".", value)
-            else:
-                out[name] = value
-
-    walk("", json.loads(config.to_json_best_effort()))
-    return out
-
-
 def write_json(path: str, payload) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
     tmp = f"{path}.tmp"
@@ -111,25 +84,18 @@ def write_json(path: str, payload) -> None:
     os.replace(tmp, path)
 
 
-def check_and_record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Refuse to resume when a RESUME_KEYS value differs from the workdir's `config.json`;
-    otherwise log the other differences and record the resolved config."""
-    path = os.path.join(workdir, "config.json")
-    new = _flat(config)
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = _flat(ml_collections.ConfigDict(json.load(f)))
-        for key in RESUME_KEYS:
-            if saved.get(key) != new.get(key):
-                raise ValueError(
-                    f"{workdir} holds a run with {key}={saved.get(key)!r}; this config has "
-                    f"{key}={new.get(key)!r}, which changes the checkpoint shapes. Use a new "
-                    f"--workdir or the same {key}."
-                )
+def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Write the resolved config to `<workdir>/config.json` as training starts; when resuming,
+    note the keys that changed (shape keys were refused earlier by `checks.check_workdir`)."""
+    saved = checks.saved_config(workdir)
+    if saved is not None:
+        new = checks.flat_config(config)
         changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
         if changed:
-            logging.warning("Resuming with changed config keys: %s", ", ".join(changed))
-    write_json(path, json.loads(config.to_json_best_effort()))
+            console.warn(f"resuming with changed config keys: {', '.join(changed)}")
+    write_json(
+        os.path.join(workdir, checks.CONFIG_FILE), json.loads(config.to_json_best_effort())
+    )
 
 
 class Setup:
@@ -146,12 +112,6 @@ class Setup:
         )
         identity = identity_weights.identity_params_for(config, self.nets, workdir)
         self.num_replicas = int(config.num_replicas)
-        if self.num_replicas < 1:
-            raise ValueError(f"num_replicas={config.num_replicas} must be >= 1")
-        if config.replica_data not in REPLICA_DATA:
-            raise ValueError(
-                f"replica_data={config.replica_data!r} is unknown; allowed: {REPLICA_DATA}"
-            )
         if self.num_replicas > 1:
             self.initial_state = init_replicas(
                 self.nets, replica_seeds(config), self.hp.b1, self.hp.b2, identity
@@ -233,8 +193,9 @@ def write_samples(
     }
 
 
-def _evaluate_and_report(setup: Setup, state: TrainState, arrays, writer, step, workdir):
-    """Held-out metrics (of every replica), written to the writer; samples from replica 0."""
+def _evaluate_and_report(setup: Setup, state: TrainState, arrays, writer, step, samples_dir):
+    """Held-out metrics (of every replica), written to the writer; samples from replica 0 into
+    `samples_dir`."""
     if setup.num_replicas > 1:
         per_replica = [
             evaluation.evaluate(
@@ -257,15 +218,81 @@ def _evaluate_and_report(setup: Setup, state: TrainState, arrays, writer, step, 
     writer.write_scalars(step, scalars)
     if setup.variant.use_gan:
         grids = write_samples(
-            setup.nets,
-            state,
-            arrays,
-            setup.datasets.class_names,
-            os.path.join(workdir, "samples"),
-            setup.config.seed,
+            setup.nets, state, arrays, setup.datasets.class_names, samples_dir, setup.config.seed
         )
         writer.write_images(step, {f"samples/{k}": v[None] for k, v in grids.items()})
     return metrics
+
+
+def eval_line(step: int, total: int, metrics: dict, num_classes: int) -> str:
+    """One line describing an evaluation, with the chance level beside the accuracy."""
+    parts = [
+        f"held-out accuracy {100 * metrics['accuracy']:.1f}% (chance {100 / num_classes:.1f}%, "
+        f"{metrics['num_examples']} faces)"
+    ]
+    if "mean_accuracy" in metrics:
+        parts.append(f"replica mean {100 * metrics['mean_accuracy']:.1f}%")
+    if "dimg_accuracy" in metrics:
+        parts.append(f"Dimg {100 * metrics['dimg_accuracy']:.1f}%")
+    parts.append(f"rec L1 {metrics['rec_error']:.3f}")
+    return f"eval step {step}/{total}: " + ", ".join(parts)
+
+
+# Losses shown beside the progress line (those the variant has).
+PROGRESS_METRICS = {
+    "stage": "stage",
+    "loss/g_total": "G",
+    "loss/dimg_total": "Dimg",
+    "loss/r_cls": "R",
+    "acc/r_real": "R acc",
+}
+
+
+class MetricHistory:
+    """The step metrics since the last flush, kept on device so that the loop never waits for
+    them; `flush` pulls them in one transfer (the loop's only host sync)."""
+
+    def __init__(self):
+        self.pending: list[tuple[int, dict]] = []
+        self.last: dict = {}
+
+    def add(self, step: int, metrics: dict) -> None:
+        self.pending.append((step, metrics))
+
+    def flush(self) -> dict[str, float]:
+        """Interval averages {'train/<name>': value}; raises NonFiniteLossError on a NaN/Inf."""
+        if not self.pending:
+            return {}
+        history = jax.device_get(self.pending)
+        self.pending.clear()
+        bad = _first_non_finite(history)
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"non-finite loss {bad[1]} = {bad[2]} at step {bad[0]}; training stopped and the "
+                "latest checkpoint is the last good state."
+            )
+        self.last = {k: _to_python(v) for k, v in history[-1][1].items()}
+        return {
+            f"train/{name}": float(
+                clu_metrics.Average.from_model_output(
+                    np.asarray([m[name] for _, m in history])
+                ).compute()
+            )
+            for name in history[0][1]
+        }
+
+
+def data_lines(config, setup: Setup) -> list[str]:
+    """What a run trains on and for how long (printed once the dataset is ready)."""
+    data, hp = setup.datasets, setup.hp
+    return [
+        f"data: {data.name} fold {config.data.fold + 1}/{config.data.num_folds}: "
+        f"{len(data.train)} training frames of {data.num_train_subjects} subjects, "
+        f"{len(data.test)} test faces of {data.num_test_subjects} subjects, "
+        f"{data.num_classes} classes ({data.data_dir})",
+        f"schedule: {hp.total_steps} steps ({hp.pre_steps} in stage 1), "
+        f"{setup.steps_per_epoch} steps/epoch, batch {config.train.batch_size}",
+    ]
 
 
 def train_and_evaluate(
@@ -277,15 +304,14 @@ def train_and_evaluate(
     preemption would (the schedule still runs to P_max when the run is resumed).
     """
     start_time = time.time()
+    checks.check_run(config, workdir, "train")
     os.makedirs(workdir, exist_ok=True)
-    check_and_record_config(config, workdir)
     setup = Setup(config, workdir)
-    hp, nets = setup.hp, setup.nets
+    hp = setup.hp
     is_main = jax.process_index() == 0
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
     devices = select_devices(config.train.num_devices, config.train.batch_size)
     runner = DataParallelStep(
-        nets,
+        setup.nets,
         hp,
         devices,
         config.train.parallel,
@@ -299,17 +325,19 @@ def train_and_evaluate(
         host_state, data_state = restored
         iterator.set_state(data_state)
     first_step = int(host_state.step)
+    for line in data_lines(config, setup):
+        console.say(line)
+    if first_step:
+        console.say(f"resuming from the checkpoint of step {first_step}")
+    if is_main:
+        record_config(config, workdir)
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
     if first_step == 0:
         parameter_overview.log_parameter_overview(
             {'G': host_state.g.params, 'Dimg': host_state.dimg.params, 'Dz': host_state.dz.params,
              'R': host_state.r.params, 'LightCNN (frozen)': host_state.identity}
         )  # fmt: skip
-        writer.write_hparams({k: v for k, v in _flat(config).items() if v is not None})
-    logging.info(
-        'Variant %s: %d steps (%d in stage 1), %d steps/epoch, %d devices (%s).',
-        config.variant, hp.total_steps, hp.pre_steps, setup.steps_per_epoch, len(devices),
-        config.train.parallel,
-    )  # fmt: skip
+        writer.write_hparams({k: v for k, v in checks.flat_config(config).items() if v is not None})
     arrays = pipeline.eval_arrays(setup.datasets, "test")
     hooks = []
     if is_main:
@@ -322,70 +350,64 @@ def train_and_evaluate(
             hooks.append(periodic_actions.Profile(logdir=workdir, num_profile_steps=5))
 
     state = runner.place_state(host_state)
-    pending: list[tuple[int, dict]] = []
-    last_metrics: dict[str, float] = {}
+    history = MetricHistory()
     eval_metrics: dict[str, float] = {}
-
-    def flush(step: int) -> None:
-        """Pull the metrics since the last flush (the only host sync of the loop), stop on a
-        non-finite loss, and write their interval averages."""
-        nonlocal last_metrics
-        if not pending:
-            return
-        history = jax.device_get(pending)
-        pending.clear()
-        bad = _first_non_finite(history)
-        if bad is not None:
-            setup.checkpoints.wait()
-            raise NonFiniteLossError(
-                f"Non-finite loss: {bad[1]} = {bad[2]} at step {bad[0]}. Training stopped; "
-                f"the latest checkpoint (step {setup.checkpoints.latest_step()}) is the last "
-                "good state."
-            )
-        averages = {}
-        for name in history[0][1]:
-            avg = clu_metrics.Average.from_model_output(np.asarray([m[name] for _, m in history]))
-            averages[f"train/{name}"] = float(avg.compute())
-        writer.write_scalars(step, averages)
-        last_metrics = {k: _to_python(v) for k, v in history[-1][1].items()}
-
+    samples_dir = os.path.join(workdir, "samples")
     every = lambda n, step: n > 0 and step % n == 0
-    for step in range(first_step, hp.total_steps):
-        batch = next(iterator)
-        state, metrics = runner(state, runner.place_batch(batch))
-        pending.append((step, metrics))
-        done = step + 1
-        for hook in hooks:
-            hook(done)
-        last = done == hp.total_steps
-        stopping = done == stop_after
-        evaluate_now = last or every(config.train.eval_every, done)
-        save_now = last or stopping or every(config.train.checkpoint_every, done)
-        if last or evaluate_now or save_now or every(config.train.log_every, done):
-            flush(done)
-        if evaluate_now or save_now:
-            host_state = runner.host_state(state)
-        if evaluate_now:
-            eval_metrics = _evaluate_and_report(setup, host_state, arrays, writer, done, workdir)
-            logging.info("Step %d: held-out %s", done, eval_metrics)
-        if save_now:
-            setup.checkpoints.save(
-                done,
-                host_state,
-                iterator.get_state(),
-                eval_metrics.get("accuracy") if evaluate_now else None,
-            )
-        if stopping:
-            break
+    if first_step < hp.total_steps:
+        console.say("compiling the training step ...")
+    with console.progress("train", hp.total_steps, initial=first_step) as bar:
+        for step in range(first_step, hp.total_steps):
+            batch = next(iterator)
+            state, metrics = runner(state, runner.place_batch(batch))
+            history.add(step, metrics)
+            done = step + 1
+            for hook in hooks:
+                hook(done)
+            bar.update(done)
+            last = done == hp.total_steps
+            stopping = done == stop_after
+            evaluate_now = last or every(config.train.eval_every, done)
+            save_now = last or stopping or every(config.train.checkpoint_every, done)
+            if last or evaluate_now or save_now or every(config.train.log_every, done):
+                try:
+                    averages = history.flush()
+                except NonFiniteLossError:
+                    setup.checkpoints.wait()
+                    raise
+                writer.write_scalars(done, averages)
+                bar.metrics(
+                    {
+                        short: history.last[name]
+                        for name, short in PROGRESS_METRICS.items()
+                        if name in history.last
+                    }
+                )
+            if evaluate_now or save_now:
+                host_state = runner.host_state(state)
+            if evaluate_now:
+                eval_metrics = _evaluate_and_report(
+                    setup, host_state, arrays, writer, done, samples_dir
+                )
+                console.say(eval_line(done, hp.total_steps, eval_metrics, setup.nets.num_classes))
+            if save_now:
+                setup.checkpoints.save(
+                    done,
+                    host_state,
+                    iterator.get_state(),
+                    eval_metrics.get("accuracy") if evaluate_now else None,
+                )
+            if stopping:
+                break
     setup.checkpoints.wait()
     if stop_after is not None and stop_after < hp.total_steps:
         setup.checkpoints.close()
-        return {"stopped_at": stop_after, "train_last_step": last_metrics}
+        return {"stopped_at": stop_after, "train_last_step": history.last}
     writer.flush()
     if not eval_metrics:  # Nothing left to train: evaluate the restored state.
         host_state = runner.host_state(state)
         eval_metrics = _evaluate_and_report(
-            setup, host_state, arrays, writer, hp.total_steps, workdir
+            setup, host_state, arrays, writer, hp.total_steps, samples_dir
         )
     summary = {
         "config": config.get("name", ""),
@@ -395,7 +417,8 @@ def train_and_evaluate(
         "resumed_from_step": first_step,
         "wall_time_s": round(time.time() - start_time, 2),
         "eval": eval_metrics,
-        "train_last_step": last_metrics,
+        "chance_accuracy": 1.0 / setup.nets.num_classes,
+        "train_last_step": history.last,
         "workdir": os.path.abspath(workdir),
         "environment": determinism.environment_record(),
     }
@@ -405,28 +428,46 @@ def train_and_evaluate(
     return summary
 
 
+EVALUATIONS_DIR = "evaluations"
+
+
+def evaluation_tag(step: int, best: bool) -> str:
+    """Name of one evaluation's files in `<workdir>/evaluations`: `step_<N>` or `best_step_<N>`."""
+    return f"{'best_' if best else ''}step_{step}"
+
+
 def evaluate_checkpoint(
     config: ml_collections.ConfigDict, workdir: str, step: int | None = None, best: bool = False
 ) -> dict:
-    """Evaluate a saved state (latest, `step`, or best); writes summary.json and samples."""
+    """Evaluate a saved state (latest, `step`, or best) into `<workdir>/evaluations/<tag>.json`
+    and `<tag>_samples/`, beside (never over) the training run's summary and samples."""
     start_time = time.time()
+    checks.check_run(config, workdir, "evaluate", step=step, best=best)
     setup = Setup(config, workdir)
     restored = setup.checkpoints.restore(setup.initial_state, step=step, best=best)
-    if restored is None:
-        raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints (or /best) to evaluate.")
     state = restored[0]
-    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    tag = evaluation_tag(int(state.step), best)
+    folder = os.path.join(workdir, EVALUATIONS_DIR)
+    os.makedirs(folder, exist_ok=True)
+    writer = metric_writers.create_default_writer(folder, just_logging=jax.process_index() > 0)
     arrays = pipeline.eval_arrays(setup.datasets, "test")
-    metrics = _evaluate_and_report(setup, state, arrays, writer, int(state.step), workdir)
+    samples_dir = os.path.join(folder, f"{tag}_samples")
+    metrics = _evaluate_and_report(setup, state, arrays, writer, int(state.step), samples_dir)
     writer.flush()
+    console.say(eval_line(int(state.step), int(state.step), metrics, setup.nets.num_classes))
     summary = {
         "config": config.get("name", ""),
         "variant": config.variant,
         "steps": int(state.step),
+        "checkpoint": "best" if best else "latest" if step is None else "step",
         "wall_time_s": round(time.time() - start_time, 2),
         "eval": metrics,
+        "chance_accuracy": 1.0 / setup.nets.num_classes,
         "workdir": os.path.abspath(workdir),
+        "samples": samples_dir if setup.variant.use_gan else None,
+        "environment": determinism.environment_record(),
     }
-    write_json(os.path.join(workdir, "summary.json"), summary)
+    summary["path"] = os.path.join(folder, f"{tag}.json")
+    write_json(summary["path"], summary)
     setup.checkpoints.close()
     return summary

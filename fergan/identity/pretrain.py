@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from fergan import console
 from fergan.data.pipeline import build_datasets, eval_arrays
 from fergan.identity.verification import rank1_accuracy, verification_auc
 from fergan.identity.weights import PRETRAINED_DIRNAME, save_identity_params
@@ -142,22 +143,25 @@ def pretrain_identity(config: ml_collections.ConfigDict, workdir: str) -> dict:
     flips = rng.random((steps, batch)) < 0.5 if config.data.flip else np.zeros((steps, batch), bool)
     window, loss, acc = [], float("nan"), float("nan")
     start = t_log = time.time()
-    for step in range(steps):
-        xb = x_train[order[step]]
-        xb = np.where(flips[step][:, None, None, None], xb[:, :, ::-1], xb)
-        params, opt_state, metrics = train_step(params, opt_state, xb, labels[order[step]])
-        window.append(metrics)  # Fetched only at log steps, so steps are not serialised.
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            loss, acc = np.mean(np.asarray(jax.device_get(window)), axis=0).tolist()
-            logging.info(
-                "pretrain_identity step %d/%d: loss %.4f, train accuracy %.3f (%.1f steps/s).",
-                step + 1,
-                steps,
-                loss,
-                acc,
-                len(window) / max(time.time() - t_log, 1e-9),
-            )
-            window, t_log = [], time.time()
+    with console.progress("identity", steps) as bar:
+        for step in range(steps):
+            xb = x_train[order[step]]
+            xb = np.where(flips[step][:, None, None, None], xb[:, :, ::-1], xb)
+            params, opt_state, metrics = train_step(params, opt_state, xb, labels[order[step]])
+            window.append(metrics)  # Fetched only at log steps, so steps are not serialised.
+            bar.update(step + 1)
+            if (step + 1) % log_every == 0 or step + 1 == steps:
+                loss, acc = np.mean(np.asarray(jax.device_get(window)), axis=0).tolist()
+                bar.metrics({"loss": loss, "acc": acc})
+                logging.info(
+                    "pretrain_identity step %d/%d: loss %.4f, train accuracy %.3f (%.1f steps/s).",
+                    step + 1,
+                    steps,
+                    loss,
+                    acc,
+                    len(window) / max(time.time() - t_log, 1e-9),
+                )
+                window, t_log = [], time.time()
 
     features = extract_features(model, params, x_test)
     auc, rank1 = _verification(features, test["subject"])

@@ -146,7 +146,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, 
     monkeypatch.setattr(pipeline, "make_train_iterator", Poisoned)
     config = tiny_config(data_dir=data_dir)
     with pytest.raises(
-        train.NonFiniteLossError, match=r"Non-finite loss: loss/\S+ = nan at step 6"
+        train.NonFiniteLossError, match=r"non-finite loss loss/\S+ = nan at step 6"
     ):
         train.train_and_evaluate(config, str(tmp_path))
     manager = Checkpoints(str(tmp_path), keep=3)
@@ -180,6 +180,15 @@ def test_command_line_override_reaches_the_step_and_unknown_keys_fail(data_dir, 
     assert "loss/g_total" not in summary["train_last_step"]
     with open(tmp_path / "config.json") as f:
         assert json.load(f)["loss"]["lambda_intra"] == 0.5
+    # What a person sees: a header, progress, a closing summary; library noise in the log file.
+    stdout = done.stdout.decode()
+    lines = [line for line in stdout.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[0].startswith("fergan train | config demo | variant BASELINE")
+    assert any(line.startswith("data: synthetic_faces fold 1/2") for line in lines)
+    assert any(line.startswith("train 5/5 100%") for line in lines)
+    assert f"tensorboard --logdir {tmp_path}" in stdout and "(chance 14.3%" in stdout
+    assert "orbax" not in stdout.lower() and not done.stderr.strip(), done.stderr.decode()
+    assert "orbax" in (tmp_path / "fergan.log").read_text().lower()
     bad = run_main("--config", "configs/demo.py", "--workdir", str(tmp_path / "x"),
                    "--config.train.bogus_key=1")  # fmt: skip
     assert bad.returncode != 0 and b"bogus_key" in bad.stderr
