@@ -96,6 +96,13 @@ def _detector():
     return detect
 
 
+def central_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """The largest central square (top, left, side, side) of image [H, W, ...]."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side, side
+
+
 def detect_face(image: np.ndarray, margin: float = 0.2) -> tuple[int, int, int, int]:
     """Square crop box (top, left, side, side) around the largest detected face.
 
@@ -107,8 +114,7 @@ def detect_face(image: np.ndarray, margin: float = 0.2) -> tuple[int, int, int, 
     min_side = max(24, min(h, w) // 6)
     faces = _detector()(gray, min_side)
     if not faces:
-        side = min(h, w)
-        return (h - side) // 2, (w - side) // 2, side, side
+        return central_box(image)
     x, y, fw, fh = max(faces, key=lambda f: f[2] * f[3])
     side = round(max(fw, fh) * (1.0 + 2.0 * margin))
     side = min(side, h, w)
@@ -122,11 +128,7 @@ def crop_and_resize(
     image: np.ndarray, size: int, box: tuple[int, int, int, int] | None = None
 ) -> np.ndarray:
     """Crops `box` (top, left, height, width; None = central square) and resizes to size x size."""
-    h, w = image.shape[:2]
-    if box is None:
-        side = min(h, w)
-        box = ((h - side) // 2, (w - side) // 2, side, side)
-    top, left, bh, bw = box
+    top, left, bh, bw = central_box(image) if box is None else box
     crop = image[top : top + bh, left : left + bw]
     interp = cv2.INTER_AREA if min(bh, bw) > size else cv2.INTER_LINEAR
     out = cv2.resize(crop, (size, size), interpolation=interp)

@@ -11,7 +11,7 @@ import os
 import ml_collections
 import tensorflow_datasets as tfds
 
-from fergan.data import synthetic
+from fergan.data import align, synthetic
 from fergan.data.builders import base, ck_plus, image_folder, oulu_casia
 from fergan.data.builders.base import SPLIT, FaceConfig, make_config
 from fergan.data.builders.ck_plus import CkPlus
@@ -85,7 +85,7 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
         extra = {"subject_regex": data.subject_regex, "sequence_regex": data.sequence_regex}
     return make_config(
         class_names=_class_names(data),
-        crop_face=bool(data.crop_face),
+        align=align.resolve_mode(data.get("align", "none"), bool(data.crop_face)),
         face_margin=float(data.face_margin),
         extra=extra,
         **common,
