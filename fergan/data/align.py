@@ -156,7 +156,7 @@ class Aligner:
         if self.source == "files":
             return f"Face alignment: {how}; landmarks from the database's landmark files."
         return (
-            f"Face alignment: {how}; landmarks unknown (stored as NaN). Landmark alignment needs "
+            f"Face alignment: {how}; landmarks unknown (NaN). Landmark alignment needs "
             f"{dlib_landmarks.INSTALL_HINT}."
         )
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fergan.data import align, builders, dlib_landmarks, synthetic
+from fergan.data import align, builders, dlib_landmarks, preprocess, synthetic
 from fergan.data.builders import base
 from fergan.data.preprocess import DataError
 from tests.data.conftest import make_ck_tree, prepared_files, small_config, write_landmarks
@@ -43,6 +43,42 @@ def test_eye_centres_land_on_canonical_positions(seed):
     # A similarity: the linear part is a scaled rotation.
     linear = matrix[:, :2]
     np.testing.assert_allclose(linear @ linear.T, np.eye(2) * np.linalg.det(linear), atol=1e-9)
+
+
+def _blob(shape, x, y, sigma=3.0):
+    """uint8 image of a Gaussian spot centred at pixel (x, y)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    spot = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    return np.round(255 * spot).astype(np.uint8)
+
+
+def _centroid(image):
+    """Intensity-weighted (x, y) of an image's spot."""
+    w = image.astype(np.float64)
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    return np.array([(w * xx).sum(), (w * yy).sum()]) / w.sum()
+
+
+@pytest.mark.parametrize("angle, scale", [(0.0, 1.0), (0.5, 0.8), (-0.3, 0.3), (0.2, 2.0)])
+def test_warp_moves_pixels_where_transform_points_moves_points(angle, scale):
+    spot = np.array([[70.3, 58.6]])
+    image = _blob((150, 200), *spot[0], sigma=4.0)
+    a = scale * np.exp(1j * angle)
+    # The spot lands at (41.7, 50.2) of the output, clear of its borders.
+    shift = 41.7 + 50.2j - a * (70.3 + 58.6j)
+    matrix = np.array([[a.real, -a.imag, shift.real], [a.imag, a.real, shift.imag]])
+    # Shrinking by 0.3 takes the area-averaging path first.
+    out = align.warp(image, matrix, 96)
+    np.testing.assert_allclose(_centroid(out), align.transform_points(matrix, spot)[0], atol=0.1)
+
+
+def test_box_matrix_is_the_crop_and_resize_geometry():
+    spot = np.array([[92.4, 71.8]])
+    image = _blob((150, 200), *spot[0], sigma=6.0)
+    box = (20, 40, 110, 110)
+    out = preprocess.crop_and_resize(image, 40, box)
+    expected = align.transform_points(align.box_matrix(box, 40), spot)[0]
+    np.testing.assert_allclose(_centroid(out), expected, atol=0.1)
 
 
 def _aligned(image, points, size):
@@ -149,6 +185,16 @@ def test_ck_plus_landmark_files(tmp_path, data_dir, monkeypatch):
         "the eye centres."
     ]
     _check_aligned_rows(rows, faces, tolerance=1e-3)
+    # Without alignment the files' points still follow the image: the central square, resized.
+    config.data.align = "none"
+    plain, _ = _build_rows(config, data_dir, monkeypatch)
+    box = preprocess.central_box(np.zeros((120, 160)))
+    for r in plain:
+        subj = f"S{int(r['subject']):03d}"
+        name = f"{subj}_001_{int(r['frame']):08d}_landmarks.txt"
+        truth = align.read_landmarks_file(manual / "Landmarks" / subj / "001" / name)
+        expected = align.transform_points(align.box_matrix(box, 32), truth)
+        np.testing.assert_allclose(r["landmarks"], expected, atol=1e-4)
 
 
 def test_ck_plus_missing_landmark_file(tmp_path, data_dir):
@@ -252,7 +298,6 @@ def test_synthetic_builder_stores_the_analytic_landmarks(data_dir):
 
 def test_synthesize_inputs_are_aligned_like_the_training_data(tmp_path, monkeypatch):
     from fergan import synthesize
-    from fergan.data import preprocess
 
     identity = synthetic.sample_identity(np.random.default_rng(4))
     image, points = _face(identity, None, 96)
