@@ -1,4 +1,7 @@
-"""Image preprocessing shared by every builder: decode, channels, face crop, resize, encode."""
+"""Image preprocessing shared by every builder: decode, channels, face crop, resize, encode.
+
+Landmark alignment builds on these in `fergan.data.align`.
+"""
 
 from __future__ import annotations
 
@@ -133,21 +136,6 @@ def crop_and_resize(
     interp = cv2.INTER_AREA if min(bh, bw) > size else cv2.INTER_LINEAR
     out = cv2.resize(crop, (size, size), interpolation=interp)
     return out.reshape(size, size, *image.shape[2:])
-
-
-def prepare(
-    image: np.ndarray,
-    size: int,
-    channels: int,
-    box: tuple[int, int, int, int] | None = None,
-) -> np.ndarray:
-    """Channels conversion, crop and resize of one decoded image.
-
-    Returns:
-      uint8 [size, size, channels].
-    """
-    out = crop_and_resize(image, size, box)
-    return to_channels(out, channels)
 
 
 def encode_png(image: np.ndarray) -> io.BytesIO:

@@ -304,7 +304,8 @@ def test_synthesize_inputs_are_aligned_like_the_training_data(tmp_path, monkeypa
     path = str(tmp_path / "face.png")
     assert cv2.imwrite(path, image)
     plain = synthesize.load_face(path, 32, 1, align.Aligner(mode="none", source=""))
-    np.testing.assert_array_equal(plain, preprocess.to_float(preprocess.prepare(image, 32, 1)))
+    centre = preprocess.to_channels(preprocess.crop_and_resize(image, 32), 1)
+    np.testing.assert_array_equal(plain, preprocess.to_float(centre))
     # With landmarks (here from a stub predictor returning the true points) the input is aligned.
     monkeypatch.setattr(align, "sequence_landmarks", lambda *_: [points])
     aligned = synthesize.load_face(path, 32, 1, align.Aligner(mode="landmarks", source="dlib"))
