@@ -76,7 +76,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.fold = 0
     config.data.flip = True
     config.data.worker_count = 0  # grain workers (0 = in-process).
-    config.data.crop_face = False  # Haar-cascade face crop (per sequence, on its peak frame).
+    # Face alignment of real databases (synthetic_faces are rendered aligned and ignore it):
+    # 'landmarks' = similarity on the eye centres of 68 landmarks (the database's own files, e.g.
+    # CK+ Landmarks/, else dlib: pip install 'fergan[landmarks]'); 'crop' = Haar/LBP cascade box;
+    # 'auto' = 'landmarks' when files or dlib exist, else 'crop'; 'none' = central square.
+    # One transform per sequence, found on its peak frame.
+    config.data.align = "none"
+    config.data.crop_face = False  # Older spelling of align='crop' (turns 'none' into 'crop').
     config.data.face_margin = 0.2  # Crop margin around the detected face, fraction of its size.
     config.data.label_last_frames = 3  # Last frames of each sequence labelled for training.
     config.data.frames_per_sequence = 10  # synthetic_faces: neutral-to-apex sequence length.

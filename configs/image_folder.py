@@ -11,7 +11,7 @@ def get_config(variant: str | None = None):
     config.data.class_names = ""  # "" = sorted folder names.
     config.data.subject_regex = r"^S(\d+)_"
     config.data.sequence_regex = ""
-    config.data.crop_face = True
+    config.data.align = "auto"  # Landmarks as in the paper; the cascade crop without them.
     config.data.num_folds = 10
     config.model.num_classes = 7
     return default.with_variant(config, variant)

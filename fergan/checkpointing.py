@@ -13,7 +13,6 @@ from absl import logging
 
 from fergan.training.state import TrainState
 
-
 LATEST_DIR = "checkpoints"
 BEST_DIR = "best"
 

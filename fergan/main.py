@@ -221,6 +221,7 @@ def _pretrained_identity(config, workdir: str) -> str:
 
 def _synthesize(config, workdir: str) -> list[str]:
     from fergan import synthesize, train
+    from fergan.data import align
 
     files = synthesize.input_files(_INPUT.value)
     if config.identity.pretrain and not config.identity.weights:
@@ -233,8 +234,12 @@ def _synthesize(config, workdir: str) -> list[str]:
         setup.datasets.class_names,
         files,
         _OUTPUT.value or os.path.join(workdir, "synthesized"),
-        crop_face=config.data.crop_face,
-        margin=config.data.face_margin,
+        # Input photos carry no landmark files: dlib when installed, per data.align.
+        aligner=align.choose(
+            align.resolve_mode(config.data.align, config.data.crop_face),
+            have_files=False,
+            margin=config.data.face_margin,
+        ),
         expression=_EXPRESSION.value,
         intensities=tuple(float(a) for a in _INTENSITIES.value),
     )

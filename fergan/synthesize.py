@@ -5,7 +5,7 @@ import os
 import numpy as np
 from absl import logging
 
-from fergan.data import preprocess
+from fergan.data import align, preprocess
 from fergan.evaluation import figures, synthesis
 from fergan.training.networks import Networks
 from fergan.training.state import TrainState
@@ -23,11 +23,12 @@ def input_files(path: str) -> list[str]:
     raise FileNotFoundError(f"--input={path} does not exist.")
 
 
-def load_face(path: str, size: int, channels: int, crop_face: bool, margin: float) -> np.ndarray:
-    """One image file -> [size, size, c] float32 in [-1, 1]; DataError names a bad file."""
+def load_face(path: str, size: int, channels: int, aligner: align.Aligner) -> np.ndarray:
+    """One image file -> [size, size, c] float32 in [-1, 1], aligned as the training data was;
+    DataError names a bad file."""
     image = preprocess.decode_image(path)
-    box = preprocess.detect_face(image, margin) if crop_face else None
-    return preprocess.to_float(preprocess.prepare(image, size, channels, box))
+    [(face, _)] = align.align_sequence(aligner, [image], [""], size)
+    return preprocess.to_float(preprocess.to_channels(face, channels))
 
 
 def class_index(expression: str, class_names) -> int:
@@ -45,8 +46,7 @@ def synthesize_files(
     class_names,
     files: list[str],
     output: str,
-    crop_face: bool = False,
-    margin: float = 0.2,
+    aligner: align.Aligner | None = None,
     expression: str | None = None,
     intensities=(1.0,),
 ) -> list[str]:
@@ -55,9 +55,9 @@ def synthesize_files(
     Every file is read before anything is written, so a bad file stops the run with nothing
     half-done.
     """
-    faces = np.stack(
-        [load_face(f, nets.image_size, nets.channels, crop_face, margin) for f in files]
-    )
+    aligner = aligner or align.Aligner(mode="none", source="")
+    logging.info("%s", aligner.describe())
+    faces = np.stack([load_face(f, nets.image_size, nets.channels, aligner) for f in files])
     os.makedirs(output, exist_ok=True)
     k = nets.num_classes
     written = []

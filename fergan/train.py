@@ -11,7 +11,6 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 from clu import metrics as clu_metrics
 
@@ -93,9 +92,7 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
         changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
         if changed:
             console.warn(f"resuming with changed config keys: {', '.join(changed)}")
-    write_json(
-        os.path.join(workdir, checks.CONFIG_FILE), json.loads(config.to_json_best_effort())
-    )
+    write_json(os.path.join(workdir, checks.CONFIG_FILE), json.loads(config.to_json_best_effort()))
 
 
 class Setup:

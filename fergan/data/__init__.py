@@ -1,5 +1,6 @@
 """fergan's data layer: TFDS builders, subject-independent folds and the grain training pipeline.
 
-Modules: `synthetic` (procedural faces), `preprocess`, `builders` (TFDS, one module per database),
+Modules: `synthetic` (procedural faces and their landmarks), `preprocess`, `align` (68-point
+landmark alignment), `dlib_landmarks` (optional), `builders` (TFDS, one module per database),
 `folds`, `pipeline` (build_datasets, make_train_iterator, eval_arrays), `bench`, `separability`.
 """

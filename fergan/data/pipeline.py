@@ -253,17 +253,20 @@ def eval_arrays(datasets: Datasets, split: str = "test") -> dict[str, np.ndarray
 
     Returns:
       `x` float32 [N, H, W, C] in [-1, 1], `y` int32 [N], `subject` int32 [N], `sequence` int32 [N],
-      `frame` int32 [N].
+      `frame` int32 [N], `landmarks` float32 [N, 68, 2] ((x, y) pixels, NaN where unknown).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     src: IndexedSource = getattr(datasets, split)
     shape = (0, datasets.image_size, datasets.image_size, datasets.channels)
-    x = np.stack([src.image(i) for i in range(len(src))]) if len(src) else np.zeros(shape, np.uint8)
+    rows = [src[i] for i in range(len(src))]  # Each example decoded once.
+    x = np.stack([r["image"] for r in rows]) if rows else np.zeros(shape, np.uint8)
+    landmarks = np.stack([r["landmarks"] for r in rows]) if rows else np.zeros((0, 68, 2))
     return {
         "x": to_float(x),
         "y": src.labels.copy(),
         "subject": src.subjects.copy(),
         "sequence": src.sequences.copy(),
         "frame": src.frames.copy(),
+        "landmarks": landmarks.astype(np.float32),
     }

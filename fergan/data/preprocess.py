@@ -1,4 +1,7 @@
-"""Image preprocessing shared by every builder: decode, channels, face crop, resize, encode."""
+"""Image preprocessing shared by every builder: decode, channels, face crop, resize, encode.
+
+Landmark alignment builds on these in `fergan.data.align`.
+"""
 
 from __future__ import annotations
 
@@ -105,6 +108,13 @@ def find_face(image: np.ndarray) -> tuple[int, int, int, int] | None:
     return max(faces, key=lambda f: f[2] * f[3]) if faces else None
 
 
+def central_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """The largest central square (top, left, side, side) of image [H, W, ...]."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side, side
+
+
 def detect_face(image: np.ndarray, margin: float = 0.2) -> tuple[int, int, int, int]:
     """Square crop box (top, left, side, side) around the largest detected face.
 
@@ -114,8 +124,7 @@ def detect_face(image: np.ndarray, margin: float = 0.2) -> tuple[int, int, int, 
     h, w = image.shape[:2]
     face = find_face(image)
     if face is None:
-        side = min(h, w)
-        return (h - side) // 2, (w - side) // 2, side, side
+        return central_box(image)
     x, y, fw, fh = face
     side = round(max(fw, fh) * (1.0 + 2.0 * margin))
     side = min(side, h, w)
@@ -129,30 +138,11 @@ def crop_and_resize(
     image: np.ndarray, size: int, box: tuple[int, int, int, int] | None = None
 ) -> np.ndarray:
     """Crops `box` (top, left, height, width; None = central square) and resizes to size x size."""
-    h, w = image.shape[:2]
-    if box is None:
-        side = min(h, w)
-        box = ((h - side) // 2, (w - side) // 2, side, side)
-    top, left, bh, bw = box
+    top, left, bh, bw = central_box(image) if box is None else box
     crop = image[top : top + bh, left : left + bw]
     interp = cv2.INTER_AREA if min(bh, bw) > size else cv2.INTER_LINEAR
     out = cv2.resize(crop, (size, size), interpolation=interp)
     return out.reshape(size, size, *image.shape[2:])
-
-
-def prepare(
-    image: np.ndarray,
-    size: int,
-    channels: int,
-    box: tuple[int, int, int, int] | None = None,
-) -> np.ndarray:
-    """Channels conversion, crop and resize of one decoded image.
-
-    Returns:
-      uint8 [size, size, channels].
-    """
-    out = crop_and_resize(image, size, box)
-    return to_channels(out, channels)
 
 
 def encode_png(image: np.ndarray) -> io.BytesIO:

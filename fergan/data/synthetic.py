@@ -38,6 +38,10 @@ ACTIONS = (
 )
 _A = {name: i for i, name in enumerate(ACTIONS)}
 _ZOOM = 1.2
+# Pose constants shared by the renderer and its landmarks.
+_V_OFFSET = 0.04
+_YAW_SHIFT = 0.09
+_YAW_NARROW = 0.08
 
 # Apex action vectors per expression, following the usual EMFACS prototypes.
 _PROTOTYPES = {
@@ -239,6 +243,83 @@ def _ellipse_sd(u, v, cu, cv, ru, rv):
     return (r - 1.0) * min(ru, rv)
 
 
+def _named(acts: np.ndarray) -> dict[str, float]:
+    """Action vector [len(ACTIONS)] -> {action name: value}."""
+    return {name: float(acts[i]) for name, i in _A.items()}
+
+
+def _pos(x: float) -> float:
+    return max(x, 0.0)
+
+
+def _lid_heights(idt: Identity, a: dict[str, float]) -> tuple[float, float]:
+    """Heights of the upper and lower lid arcs above/below the eye's centre line."""
+    lid_open = 1.0 + 0.8 * a["lid_raise"] - 0.55 * _pos(a["lid_tighten"])
+    up_h = idt.eye_h * max(lid_open, 0.15)
+    lo_h = idt.eye_h * 0.75 * (1.0 - 0.45 * _pos(a["lid_tighten"]))
+    return up_h, lo_h
+
+
+def _brow_points(idt: Identity, a: dict[str, float], side: float, t: np.ndarray) -> np.ndarray:
+    """Points [len(t), 2] (u, v) on a brow's centre line, t = 0 at its inner end, 1 outer."""
+    by = idt.eye_y - idt.brow_gap
+    inner_u = side * (idt.eye_sep - idt.brow_len * 0.75 - 0.035 * _pos(a["brow_lower"]))
+    outer_u = side * (idt.eye_sep + idt.brow_len)
+    inner_v = by + 0.045 * a["brow_lower"] - 0.075 * a["brow_inner_up"]
+    outer_v = by + 0.015 * a["brow_lower"] - 0.065 * a["brow_outer_up"] + 0.01
+    arch = (idt.brow_arch + 0.02 * _pos(a["brow_outer_up"])) * np.sin(np.pi * t)
+    return np.stack(
+        [inner_u + (outer_u - inner_u) * t, inner_v + (outer_v - inner_v) * t - arch], 1
+    )
+
+
+def _nose(idt: Identity, a: dict[str, float]) -> tuple[float, float]:
+    """(v of the nose tip, nostril spread), both moved by a nose wrinkle."""
+    tip = idt.eye_y + idt.nose_len - 0.02 * _pos(a["nose_wrinkle"])
+    nw = idt.nose_w * (1.0 + 0.3 * _pos(a["nose_wrinkle"]))
+    return tip, nw
+
+
+@dataclasses.dataclass(frozen=True)
+class _Mouth:
+    """Mouth geometry of one action vector: half-width, centre-line v, corner bend, opening."""
+
+    hw: float
+    my: float
+    bend: float
+    opening: float
+    lip: float  # Lip thickness.
+
+
+def _mouth(idt: Identity, a: dict[str, float]) -> _Mouth:
+    hw = idt.mouth_w * (1.0 + 0.25 * a["corner_up"] + 0.4 * _pos(a["lip_stretch"]))
+    hw *= 1.0 - 0.25 * _pos(a["lip_press"]) - 0.2 * _pos(a["jaw_drop"])
+    my = idt.mouth_y + 0.03 * _pos(a["jaw_drop"]) - 0.02 * _pos(a["chin_raise"])
+    bend = -0.075 * a["corner_up"] + 0.06 * a["corner_down"]
+    opening = (
+        0.13 * _pos(a["jaw_drop"]) + 0.025 * _pos(a["lip_stretch"]) + 0.02 * _pos(a["corner_up"])
+    )
+    opening *= 1.0 - 0.8 * _pos(a["lip_press"])
+    lip = idt.lip_thick * (1.0 - 0.6 * min(_pos(a["lip_press"]), 1.0))
+    return _Mouth(hw=hw, my=my, bend=bend, opening=opening, lip=lip)
+
+
+def _lips(m: _Mouth, a: dict[str, float], t):
+    """v of the lip curves at positions t in [-1, 1] across the mouth (-1 = left corner).
+
+    Returns:
+      (upper outer, upper inner, lower inner, lower outer), each shaped like t.
+    """
+    lift = -0.07 * a["asym"] * np.clip(t, 0.0, None) ** 2  # Only the right corner rises.
+    base = m.my + m.bend * t**2 + lift
+    prof = np.clip(1.0 - t**2, 0.0, None) ** 0.7
+    up_in = base - (0.35 * m.opening + 0.015 * _pos(a["upper_lip_raise"])) * prof
+    lo_in = base + 0.65 * m.opening * prof
+    up_out = up_in - (m.lip * 0.8 + 0.01) * prof - 0.02 * _pos(a["upper_lip_raise"]) * prof
+    lo_out = lo_in + (m.lip + 0.01) * prof
+    return up_out, up_in, lo_in, lo_out
+
+
 def render_face(
     identity: Identity,
     expression: int | str | None,
@@ -263,17 +344,118 @@ def render_face(
     """
     if nuisance is None:
         nuisance = sample_nuisance(rng) if rng is not None else Nuisance()
+    return _draw(identity, _actions(identity, expression, intensity), size, nuisance, rng)
+
+
+def _actions(identity: Identity, expression: int | str | None, intensity: float) -> np.ndarray:
+    """The subject's action vector [len(ACTIONS)] at `intensity` of `expression` (None = rest)."""
     acts = identity.rest.copy()
     if expression is not None:
         k = EXPRESSIONS.index(expression) if isinstance(expression, str) else int(expression)
         apex = identity.gain[k] * expression_actions(k) + identity.style[k]
         acts = acts + intensity * apex
-    return _draw(identity, acts, size, nuisance, rng)
+    return acts
+
+
+def face_landmarks(
+    identity: Identity,
+    expression: int | str | None,
+    intensity: float,
+    size: int,
+    nuisance: Nuisance | None = None,
+) -> np.ndarray:
+    """The 68 landmarks of the face `render_face` draws with the same arguments.
+
+    Points follow the usual 68-point layout (0-based): jaw 0-16, brows 17-26, nose 27-35, eyes
+    36-47, mouth 48-67, "left" meaning image left. They are placed on the renderer's own shapes
+    (outline, brow centre lines, lid arcs, nostrils, lip curves), so they move with expression and
+    pose exactly as the drawing does.
+
+    Returns:
+      float32 [68, 2] (x, y) pixel coordinates, pixel centres at integers.
+    """
+    nz = nuisance if nuisance is not None else Nuisance()
+    a = _named(_actions(identity, expression, intensity))
+    features = np.concatenate(
+        [_brow_landmarks(identity, a), _nose_landmarks(identity, a)]
+        + [_eye_landmarks(identity, a, side) for side in (-1.0, 1.0)]
+        + [_mouth_landmarks(identity, a)]
+    )
+    # Inner features live in yaw-shifted coordinates; the outline does not (as in `_draw`).
+    features[:, 0] = features[:, 0] * (1.0 - _YAW_NARROW * abs(nz.yaw)) + _YAW_SHIFT * nz.yaw
+    face = np.concatenate([_jaw_landmarks(identity), features])
+    return _face_to_pixels(face, nz, size).astype(np.float32)
+
+
+def _jaw_landmarks(idt: Identity) -> np.ndarray:
+    """17 points [17, 2] (u, v) on the face outline from the left temple under the chin to the
+    right, starting a little above the outline's centre height (about eye level)."""
+    theta = np.pi + 0.25 - np.arange(17) * (np.pi + 0.5) / 16
+    cu, sv = np.cos(theta), np.sin(theta)
+    p = np.where(sv > 0, idt.jaw, 2.2)  # The outline's superellipse exponent per half.
+    u = idt.face_w * np.sign(cu) * np.abs(cu) ** (2.0 / p)
+    v = idt.face_cy + idt.face_h * np.sign(sv) * np.abs(sv) ** (2.0 / p)
+    return np.stack([u, v], 1)
+
+
+def _brow_landmarks(idt: Identity, a: dict[str, float]) -> np.ndarray:
+    """10 points [10, 2]: left brow outer to inner, then right brow inner to outer."""
+    t = np.linspace(0.0, 1.0, 5)
+    return np.concatenate([_brow_points(idt, a, -1.0, t[::-1]), _brow_points(idt, a, 1.0, t)])
+
+
+def _nose_landmarks(idt: Identity, a: dict[str, float]) -> np.ndarray:
+    """9 points [9, 2]: the bridge from between the eyes to the tip, then the nostril base from
+    left to right."""
+    tip, nw = _nose(idt, a)
+    bridge_v = idt.eye_y + (tip - 0.02 - idt.eye_y) * np.linspace(0.0, 1.0, 4)
+    bridge = np.stack([np.zeros(4), bridge_v], 1)
+    base_u = nw * np.array([-0.95, -0.6, 0.0, 0.6, 0.95])
+    base_v = tip + np.array([0.0, 0.016, 0.016, 0.016, 0.0])
+    return np.concatenate([bridge, np.stack([base_u, base_v], 1)])
+
+
+def _eye_landmarks(idt: Identity, a: dict[str, float], side: float) -> np.ndarray:
+    """6 points [6, 2] of one eye, clockwise from its left corner: corner, two on the upper lid,
+    corner, two on the lower lid (the 68-point order for either eye)."""
+    up_h, lo_h = _lid_heights(idt, a)
+    du = np.array([-1.0, -1 / 3, 1 / 3, 1.0, 1 / 3, -1 / 3])
+    prof = 1.0 - du**2
+    lid = np.array([0.0, -up_h, -up_h, 0.0, lo_h, lo_h])
+    return np.stack([side * idt.eye_sep + du * idt.eye_w, idt.eye_y + lid * prof], 1)
+
+
+def _mouth_landmarks(idt: Identity, a: dict[str, float]) -> np.ndarray:
+    """20 points [20, 2]: outer lip clockwise from the left corner (12), inner lip likewise (8)."""
+    m = _mouth(idt, a)
+    t_top = np.linspace(-1.0, 1.0, 7)
+    t_bottom = t_top[-2:0:-1]
+    up_out, _, _, _ = _lips(m, a, t_top)
+    _, _, _, lo_out = _lips(m, a, t_bottom)
+    outer = np.stack([np.concatenate([t_top, t_bottom]), np.concatenate([up_out, lo_out])], 1)
+    # Inner corners a little inside the outer ones, where the lips part.
+    t_inner = np.array([-0.9, -0.5, 0.0, 0.5, 0.9, 0.5, 0.0, -0.5])
+    _, up_in, lo_in, _ = _lips(m, a, t_inner)
+    inner_v = np.concatenate([[(up_in[0] + lo_in[0]) / 2], up_in[1:4]])
+    inner_v = np.concatenate([inner_v, [(up_in[4] + lo_in[4]) / 2], lo_in[5:]])
+    inner = np.stack([t_inner, inner_v], 1)
+    points = np.concatenate([outer, inner])
+    return points * np.array([m.hw, 1.0])
+
+
+def _face_to_pixels(points: np.ndarray, nz: Nuisance, size: int) -> np.ndarray:
+    """Face coordinates [P, 2] (u, v) to pixel (x, y): the inverse of `_draw`'s pose transform."""
+    k = nz.scale * _ZOOM
+    c, s = np.cos(nz.roll), np.sin(nz.roll)
+    u, v = points[:, 0], points[:, 1] - _V_OFFSET
+    u0 = k * (c * u - s * v) + nz.shift_u
+    v0 = k * (s * u + c * v) + nz.shift_v
+    return (np.stack([u0, v0], 1) + 1.0) * (size / 2.0) - 0.5
 
 
 def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.ndarray:
-    a = {name: float(acts[i]) for name, i in _A.items()}
-    pos = lambda x: max(x, 0.0)
+    a = _named(acts)
+    pos = _pos
     edge = 3.0 / size  # About 1.5 pixels of soft edge.
     # Pixel grid, then the inverse pose transform: roll, scale and shift of the whole head.
     g = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
@@ -282,10 +464,10 @@ def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.n
     Ut, Vt = U0 - nz.shift_u, V0 - nz.shift_v
     # _ZOOM makes the face fill the frame like a face-detector crop.
     U = (c * Ut + s * Vt) / (nz.scale * _ZOOM)
-    V = (-s * Ut + c * Vt) / (nz.scale * _ZOOM) + 0.04
-    # Yaw: the outline narrows a little while inner features slide towards the turn.
-    yaw_shift = 0.09 * nz.yaw
-    Uf = (U - yaw_shift) / (1.0 - 0.08 * abs(nz.yaw))
+    V = (-s * Ut + c * Vt) / (nz.scale * _ZOOM) + _V_OFFSET
+    # Yaw: inner features slide towards the turn and narrow a little; the outline stays.
+    yaw_shift = _YAW_SHIFT * nz.yaw
+    Uf = (U - yaw_shift) / (1.0 - _YAW_NARROW * abs(nz.yaw))
     edge = edge / (nz.scale * _ZOOM)
 
     img = np.full((size, size), idt.background, np.float32)
@@ -325,13 +507,11 @@ def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.n
     )
 
     # Eyes, brows and glasses, mirrored for both sides (side = -1 left, +1 right).
-    lid_open = 1.0 + 0.8 * a["lid_raise"] - 0.55 * pos(a["lid_tighten"])
+    up_h, lo_h = _lid_heights(idt, a)
     for side in (-1.0, 1.0):
         cu = side * idt.eye_sep
         du = (Uf - cu) / idt.eye_w
         prof = np.clip(1.0 - du**2, 0.0, None)
-        up_h = idt.eye_h * max(lid_open, 0.15)
-        lo_h = idt.eye_h * 0.75 * (1.0 - 0.45 * pos(a["lid_tighten"]))
         top = idt.eye_y - up_h * prof
         bot = idt.eye_y + lo_h * prof
         inside = np.maximum(top - V, V - bot)
@@ -346,16 +526,8 @@ def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.n
         img = ink(img, np.where(np.abs(du) < 0.8, bulge, 1.0), 0.7 * skin, pos(a["lid_tighten"]))
 
         # Brow: inner end near the nose, outer end at the temple.
-        by = idt.eye_y - idt.brow_gap
-        inner_u = side * (idt.eye_sep - idt.brow_len * 0.75 - 0.035 * pos(a["brow_lower"]))
-        outer_u = side * (idt.eye_sep + idt.brow_len)
-        inner_v = by + 0.045 * a["brow_lower"] - 0.075 * a["brow_inner_up"]
-        outer_v = by + 0.015 * a["brow_lower"] - 0.065 * a["brow_outer_up"] + 0.01
         t = np.linspace(0.0, 1.0, 6)
-        arch = (idt.brow_arch + 0.02 * pos(a["brow_outer_up"])) * np.sin(np.pi * t)
-        pts = np.stack(
-            [inner_u + (outer_u - inner_u) * t, inner_v + (outer_v - inner_v) * t - arch], 1
-        )
+        pts = _brow_points(idt, a, side, t)
         brow_sd = _polyline_dist(Uf, V, pts) - idt.brow_thick * (0.5 - 0.35 * t.mean())
         img = ink(img, brow_sd, idt.brow_tone)
         if idt.glasses:
@@ -380,11 +552,10 @@ def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.n
         img = ink(img, _polyline_dist(Uf, V, pts) - 0.007, 0.6 * skin, min(frown, 1.0))
 
     # Nose: side shading, nostrils (flared by a wrinkle) and bridge wrinkles.
-    tip = idt.eye_y + idt.nose_len - 0.02 * pos(a["nose_wrinkle"])
+    tip, nw = _nose(idt, a)
     for side in (-1.0, 1.0):
         pts = np.array([[side * 0.04, idt.eye_y + 0.03], [side * idt.nose_w * 0.9, tip - 0.02]])
         img = ink(img, _polyline_dist(Uf, V, pts) - 0.006, 0.8 * skin, 0.7)
-        nw = idt.nose_w * (1.0 + 0.3 * pos(a["nose_wrinkle"]))
         nostril = _ellipse_sd(Uf, V, side * nw * 0.6, tip, nw * 0.35, 0.016)
         img = ink(img, nostril, 0.35 * skin)
     wrinkle = pos(a["nose_wrinkle"])
@@ -394,23 +565,11 @@ def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.n
         img = ink(img, _polyline_dist(Uf, V, pts) - 0.005, 0.65 * skin, min(wrinkle, 1.0))
 
     # Mouth: corners move up/down/out, the jaw opens the lips, one corner for contempt.
-    hw = idt.mouth_w * (1.0 + 0.25 * a["corner_up"] + 0.4 * pos(a["lip_stretch"]))
-    hw *= 1.0 - 0.25 * pos(a["lip_press"]) - 0.2 * pos(a["jaw_drop"])
-    my = idt.mouth_y + 0.03 * pos(a["jaw_drop"]) - 0.02 * pos(a["chin_raise"])
+    mouth = _mouth(idt, a)
+    hw, my, bend = mouth.hw, mouth.my, mouth.bend
     t = (Uf - 0.0) / hw
     inside_w = np.abs(t) < 1.0
-    t = np.clip(t, -1.0, 1.0)
-    bend = -0.075 * a["corner_up"] + 0.06 * a["corner_down"]
-    lift = -0.07 * a["asym"] * np.clip(t, 0.0, None) ** 2  # Only the right corner rises.
-    base = my + bend * t**2 + lift
-    prof = np.clip(1.0 - t**2, 0.0, None) ** 0.7
-    opening = 0.13 * pos(a["jaw_drop"]) + 0.025 * pos(a["lip_stretch"]) + 0.02 * pos(a["corner_up"])
-    opening *= 1.0 - 0.8 * pos(a["lip_press"])
-    up_in = base - (0.35 * opening + 0.015 * pos(a["upper_lip_raise"])) * prof
-    lo_in = base + 0.65 * opening * prof
-    lip = idt.lip_thick * (1.0 - 0.6 * min(pos(a["lip_press"]), 1.0))
-    up_out = up_in - (lip * 0.8 + 0.01) * prof - 0.02 * pos(a["upper_lip_raise"]) * prof
-    lo_out = lo_in + (lip + 0.01) * prof
+    up_out, up_in, lo_in, lo_out = _lips(mouth, a, np.clip(t, -1.0, 1.0))
     lips_sd = np.where(inside_w, np.maximum(up_out - V, V - lo_out), 1.0)
     img = ink(img, lips_sd, idt.lip_tone * skin)
     mouth_sd = np.where(inside_w, np.maximum(up_in - V, V - lo_in), 1.0)
@@ -467,6 +626,7 @@ class Frame:
     """One rendered frame of a sequence, as stored in the dataset."""
 
     image: np.ndarray  # uint8 [size, size]
+    landmarks: np.ndarray  # float32 [68, 2] (x, y) pixels, see `face_landmarks`.
     label: int  # Expression class index.
     subject: int
     sequence: int  # Unique over the dataset: subject * len(EXPRESSIONS) + label.
@@ -524,6 +684,7 @@ def generate(
                 img = render_face(identity, k, ramp[f], size, frame_rng, nz)
                 yield Frame(
                     image=np.round(img * 255.0).astype(np.uint8),
+                    landmarks=face_landmarks(identity, k, ramp[f], size, nz),
                     label=k,
                     subject=subject,
                     sequence=subject * len(EXPRESSIONS) + k,

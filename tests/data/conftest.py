@@ -58,3 +58,10 @@ def prepared_files(data_dir: str) -> list[str]:
             os.path.join(dirpath, n) for n in names if "array_record" in n or n.endswith(".json")
         ]
     return out
+
+
+def write_landmarks(path: str | os.PathLike, points: np.ndarray) -> None:
+    """A CK+-style `_landmarks.txt`: one 'x y' line per point, in the release's number format."""
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"   {x:.7e}   {y:.7e}" for x, y in points]
+    pathlib.Path(path).write_text("\n".join(lines) + "\n")

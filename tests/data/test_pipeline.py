@@ -38,6 +38,13 @@ def test_fold_contents(built):
     assert arrays["x"].shape == (14, 32, 32, 1) and arrays["x"].dtype == np.float32
     assert arrays["x"].min() >= -1.0 and arrays["x"].max() <= 1.0
     assert arrays["y"].dtype == np.int32 and set(arrays["frame"]) == {9}
+    # The stored analytic landmarks: one set per face, the inner ones inside the 32 px frame (the
+    # renderer's zoom can put the chin below it).
+    landmarks = arrays["landmarks"]
+    assert landmarks.shape == (14, 68, 2) and landmarks.dtype == np.float32
+    inner = landmarks[:, 17:]
+    assert np.isfinite(landmarks).all() and (inner > 0).all() and (inner < 32).all()
+    assert len({lm.tobytes() for lm in landmarks}) == 14
     assert pipeline.steps_per_epoch(config, ds) == 42 // 8
 
 

@@ -145,9 +145,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, 
 
     monkeypatch.setattr(pipeline, "make_train_iterator", Poisoned)
     config = tiny_config(data_dir=data_dir)
-    with pytest.raises(
-        train.NonFiniteLossError, match=r"non-finite loss loss/\S+ = nan at step 6"
-    ):
+    with pytest.raises(train.NonFiniteLossError, match=r"non-finite loss loss/\S+ = nan at step 6"):
         train.train_and_evaluate(config, str(tmp_path))
     manager = Checkpoints(str(tmp_path), keep=3)
     assert manager.latest_step() == 4

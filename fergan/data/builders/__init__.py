@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from fergan.data import synthetic
+from fergan.data import align, synthetic
 from fergan.data.builders import base, ck_plus, image_folder, oulu_casia
 from fergan.data.builders.base import (
     SEE_LAYOUT,
@@ -107,7 +107,7 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
     root = manual_dir(data)
     return make_config(
         class_names=_class_names(data, root),
-        crop_face=bool(data.crop_face),
+        align=align.resolve_mode(data.get("align", "none"), bool(data.crop_face)),
         face_margin=float(data.face_margin),
         extra=extra,
         source=source_digest(root),

@@ -1,4 +1,4 @@
-"""Shared TFDS builder machinery: config, features, validation-first generation, face crop."""
+"""Shared TFDS builder machinery: config, features, validation-first generation, alignment."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
-from fergan.data import preprocess
+from fergan.data import align, preprocess
 from fergan.data.preprocess import DataError
 
 # Where every error about a manual folder points (the layouts are too long for a one-line error).
@@ -21,6 +22,12 @@ SEE_LAYOUT = "see docs/data.md for the expected layout"
 
 # Every builder writes its labelled frames to this single split; folds pick train/test from it.
 SPLIT = "train"
+# Stored datasets of an older version lack features; a new version rebuilds them.
+DATASET_VERSION = "1.1.0"
+DATASET_RELEASE_NOTES = {
+    "1.0.0": "Initial release.",
+    "1.1.0": "68-point `landmarks` feature; landmark alignment (data.align).",
+}
 
 
 @dataclasses.dataclass(eq=False)
@@ -29,7 +36,7 @@ class FaceConfig(tfds.core.BuilderConfig):
 
     image_size: int = 128
     channels: int = 1
-    crop_face: bool = False
+    align: str = "none"  # fergan.data.align.MODES, after align.resolve_mode.
     face_margin: float = 0.2
     label_last_frames: int = 3
     class_names: tuple[str, ...] = ()
@@ -50,7 +57,7 @@ def make_config(**kwargs) -> FaceConfig:
     kwargs["class_names"] = tuple(kwargs.get("class_names", ()))
     digest = hashlib.sha1(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()
     name = f"{kwargs['image_size']}px_{kwargs['channels']}c_{digest[:10]}"
-    return FaceConfig(name=name, version="1.0.0", **kwargs)
+    return FaceConfig(name=name, version=DATASET_VERSION, **kwargs)
 
 
 def _listing(root: str, prefix: str = "") -> Iterator[tuple[str, int, int]]:
@@ -95,6 +102,7 @@ class Record:
     sequence: int
     frame: int
     is_peak: bool
+    landmarks_path: str = ""  # The database's landmark file for this frame, if it has one.
 
 
 def features(config: FaceConfig) -> tfds.features.FeaturesDict:
@@ -108,6 +116,8 @@ def features(config: FaceConfig) -> tfds.features.FeaturesDict:
             "sequence": np.int32,
             "frame": np.int32,
             "is_peak": np.bool_,
+            # (x, y) output-image pixels after alignment and resize; NaN where unknown.
+            "landmarks": tfds.features.Tensor(shape=(align.NUM_LANDMARKS, 2), dtype=np.float32),
         }
     )
 
@@ -137,8 +147,8 @@ class FaceFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     behind (TFDS also deletes its incomplete directory when a later image fails to decode).
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012 (TFDS class attribute)
+    VERSION = tfds.core.Version(DATASET_VERSION)
+    RELEASE_NOTES = DATASET_RELEASE_NOTES
     BUILDER_CONFIGS = ()
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -160,33 +170,36 @@ class FaceFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         return records
 
     def _split_generators(self, dl_manager):
-        records = self.scan(self.builder_config, os.fspath(dl_manager.manual_dir))
-        return {SPLIT: self._generate_examples(records)}
+        cfg = self.builder_config
+        records = self.scan(cfg, os.fspath(dl_manager.manual_dir))
+        have_files = all(r.landmarks_path for r in records)
+        aligner = align.choose(cfg.align, have_files, cfg.face_margin)
+        logging.info("%s: %s", self.name, aligner.describe())
+        return {SPLIT: self._generate_examples(records, aligner)}
 
-    def _generate_examples(self, records: list[Record]) -> Iterator[tuple[str, dict]]:
+    def _generate_examples(
+        self, records: list[Record], aligner: align.Aligner
+    ) -> Iterator[tuple[str, dict]]:
         cfg = self.builder_config
         by_seq: dict[int, list[Record]] = defaultdict(list)
         for r in records:
             by_seq[r.sequence].append(r)
         for seq in sorted(by_seq):
             frames = sorted(by_seq[seq], key=lambda r: r.frame)
-            box = None
-            if cfg.crop_face:
-                # One box per sequence, found on its peak frame, so frames stay aligned.
-                peak = preprocess.decode_image(frames[-1].path)
-                box = preprocess.detect_face(peak, cfg.face_margin)
-            for r in frames:
-                image = preprocess.decode_image(r.path)
-                image = preprocess.prepare(image, cfg.image_size, cfg.channels, box)
+            images = [preprocess.decode_image(r.path) for r in frames]
+            paths = [r.landmarks_path for r in frames]
+            aligned = align.align_sequence(aligner, images, paths, cfg.image_size)
+            for r, (image, landmarks) in zip(frames, aligned, strict=True):
                 yield (
                     f"{r.sequence}_{r.frame}",
                     {
-                        "image": preprocess.encode_png(image),
+                        "image": preprocess.encode_png(preprocess.to_channels(image, cfg.channels)),
                         "label": r.label,
                         "subject": r.subject,
                         "sequence": r.sequence,
                         "frame": r.frame,
                         "is_peak": r.is_peak,
+                        "landmarks": landmarks,
                     },
                 )
 

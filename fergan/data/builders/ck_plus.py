@@ -15,8 +15,11 @@ Expected layout of the CK+ release (unpack extended-cohn-kanade-images.zip and E
 into one folder, the manual dir):
   <manual_dir>/cohn-kanade-images/S005/001/S005_001_00000001.png ... (every frame of a sequence)
   <manual_dir>/Emotion/S005/001/S005_001_00000011_emotion.txt       (one number, e.g. 3.0000000e+00)
+  <manual_dir>/Landmarks/S005/001/S005_001_00000011_landmarks.txt   (optional: 68 lines 'x y')
 Emotion codes: 0=neutral 1=anger 2=contempt 3=disgust 4=fear 5=happy 6=sadness 7=surprise. Only
-sequences with an emotion file are used; the last `label_last_frames` frames carry its label."""
+sequences with an emotion file are used; the last `label_last_frames` frames carry its label.
+When Landmarks/ is there (Landmarks.zip), every used frame needs its file; faces are then aligned
+on those points."""
 
 _DIR = re.compile(r"^S(\d+)$")
 _SEQ = re.compile(r"^(\d+)$")
@@ -39,6 +42,18 @@ def parse_emotion(path: str) -> int:
     return int(value) - 1
 
 
+def landmark_file(landmarks_dir: str, subj: str, seq: str, image_name: str) -> str:
+    """Path of the landmark file of one frame, which must exist (checked before any writing)."""
+    stem = os.path.splitext(image_name)[0]
+    path = os.path.join(landmarks_dir, subj, seq, f"{stem}_landmarks.txt")
+    if not os.path.isfile(path):
+        raise DataError(
+            f"Landmarks/ is present but the frame's landmark file {path!r} is missing; restore it "
+            f"or remove Landmarks/ to detect landmarks instead ({base.SEE_LAYOUT})."
+        )
+    return path
+
+
 class CkPlus(base.FaceFolderBuilder):
     """CK+: 7 expressions, the last frames of each labelled sequence, peak frame for testing."""
 
@@ -51,6 +66,8 @@ class CkPlus(base.FaceFolderBuilder):
             if not os.path.isdir(d):
                 raise FileNotFoundError(f"Missing folder {d!r}; {base.SEE_LAYOUT}.")
         k = config.label_last_frames
+        landmarks = os.path.join(root, "Landmarks")
+        has_landmarks = os.path.isdir(landmarks)
         records = []
         for subj in sorted(os.listdir(emotion)):
             m = _DIR.match(subj)
@@ -79,6 +96,9 @@ class CkPlus(base.FaceFolderBuilder):
                 for pos, name in chosen:
                     m_frame = _FRAME.search(name)
                     frame = int(m_frame.group(1)) if m_frame else pos
+                    lm_path = ""
+                    if has_landmarks:
+                        lm_path = landmark_file(landmarks, subj, seq, name)
                     records.append(
                         base.Record(
                             path=os.path.join(frame_dir, name),
@@ -87,6 +107,7 @@ class CkPlus(base.FaceFolderBuilder):
                             sequence=sequence,
                             frame=frame,
                             is_peak=pos == len(names) - 1,
+                            landmarks_path=lm_path,
                         )
                     )
         return records

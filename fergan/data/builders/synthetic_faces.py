@@ -11,8 +11,8 @@ from fergan.data.builders import base
 class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
     """CK+-shaped sequences of rendered faces (see fergan.data.synthetic)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012 (TFDS class attribute)
+    VERSION = tfds.core.Version(base.DATASET_VERSION)
+    RELEASE_NOTES = base.DATASET_RELEASE_NOTES
     BUILDER_CONFIGS = ()
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -45,5 +45,7 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
                     "sequence": fr.sequence,
                     "frame": fr.frame,
                     "is_peak": fr.is_peak,
+                    # Rendered at the output size: the analytic points are already in its pixels.
+                    "landmarks": fr.landmarks,
                 },
             )
