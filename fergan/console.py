@@ -117,6 +117,17 @@ def progress(name: str, total: int, initial: int = 0, unit: str = "step"):
         bar.close()
 
 
+def track(items, name: str, total: int | None = None, unit: str = "item"):
+    """Yields `items` while a progress line counts them (`total` for a lazy iterable)."""
+    if total is None:
+        items = list(items)
+        total = len(items)
+    with progress(name, total, unit=unit) as bar:
+        for done, item in enumerate(items, 1):
+            yield item
+            bar.update(done)
+
+
 def log_to_file(workdir: str) -> str:
     """Sends every log record (absl, Python loggers, warnings) to `<workdir>/fergan.log` instead
     of the terminal. Returns the log path."""

@@ -127,6 +127,10 @@ def pretrain_identity(config: ml_collections.ConfigDict, workdir: str) -> dict:
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, jnp.stack([loss, acc])
 
+    console.say(
+        f"identity network: {len(subject_ids)} training subjects ({len(x_train)} images); "
+        "compiling ..."
+    )
     initial_auc, _ = _verification(extract_features(model, params, x_test), test["subject"])
     logging.info(
         "pretrain_identity: %d training subjects (%d images), %d held-out subjects (%d images); "

@@ -190,3 +190,25 @@ def test_command_line_override_reaches_the_step_and_unknown_keys_fail(data_dir, 
     bad = run_main("--config", "configs/demo.py", "--workdir", str(tmp_path / "x"),
                    "--config.train.bogus_key=1")  # fmt: skip
     assert bad.returncode != 0 and b"bogus_key" in bad.stderr
+
+
+def test_evaluate_writes_beside_the_training_run(full_run, data_dir):
+    workdir, _ = full_run
+    with open(os.path.join(workdir, "summary.json"), "rb") as f:
+        training_summary = f.read()
+    samples = os.path.join(workdir, "samples")
+    sample_times = {n: os.stat(os.path.join(samples, n)).st_mtime_ns for n in os.listdir(samples)}
+    result = train.evaluate_checkpoint(tiny_config(data_dir=data_dir), workdir, step=8)
+    assert result["path"] == os.path.join(workdir, "evaluations", "step_8.json")
+    with open(result["path"]) as f:
+        on_disk = json.load(f)
+    assert on_disk["steps"] == 8 and on_disk["eval"] == result["eval"]
+    assert os.path.getsize(
+        os.path.join(workdir, "evaluations", "step_8_samples", "expressions.png")
+    )
+    # The training run's own summary and samples are untouched.
+    with open(os.path.join(workdir, "summary.json"), "rb") as f:
+        assert f.read() == training_summary
+    assert {n: os.stat(os.path.join(samples, n)).st_mtime_ns for n in os.listdir(samples)} == (
+        sample_times
+    )

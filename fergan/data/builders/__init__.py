@@ -7,11 +7,13 @@ Importing this package registers the builders with TFDS (`synthetic_faces`, `ck_
 from __future__ import annotations
 
 import os
+import time
 
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fergan import console
 from fergan.data import align, synthetic
 from fergan.data.builders import base, ck_plus, image_folder, oulu_casia
 from fergan.data.builders.base import (
@@ -154,7 +156,10 @@ def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str = "") -> None:
             f"data.manual_dir={manual_dir!r} for {builder.name} is not a folder; {SEE_LAYOUT}."
         )
     download_config = tfds.download.DownloadConfig(manual_dir=path or None)
+    console.say(f"building dataset {builder.name} into {builder.data_dir}")
+    start = time.time()
     builder.download_and_prepare(download_config=download_config, file_format="array_record")
+    console.say(f"dataset built in {console.hms(time.time() - start)}")
 
 
 del base  # Re-exported pieces above; keep the namespace small.

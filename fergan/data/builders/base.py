@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from fergan import console
 from fergan.data import align, preprocess
 from fergan.data.preprocess import DataError
 
@@ -184,7 +185,7 @@ class FaceFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         by_seq: dict[int, list[Record]] = defaultdict(list)
         for r in records:
             by_seq[r.sequence].append(r)
-        for seq in sorted(by_seq):
+        for seq in console.track(sorted(by_seq), "dataset", unit="seq"):
             frames = sorted(by_seq[seq], key=lambda r: r.frame)
             images = [preprocess.decode_image(r.path) for r in frames]
             paths = [r.landmarks_path for r in frames]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
+from fergan import console
 from fergan.data import preprocess, synthetic
 from fergan.data.builders import base
 
@@ -34,7 +35,8 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
             nuisance=cfg.option("nuisance"),
             style=cfg.option("style"),
         )
-        for fr in frames:
+        total = cfg.option("num_subjects") * len(synthetic.EXPRESSIONS) * cfg.label_last_frames
+        for fr in console.track(frames, "dataset", total, unit="frame"):
             image = preprocess.to_channels(fr.image, cfg.channels)
             yield (
                 f"{fr.sequence}_{fr.frame}",
