@@ -183,14 +183,19 @@ def test_every_data_error_is_one_line_naming_the_key_or_file(tmp_path, data_dir)
     assert not os.path.exists(data_dir)
 
 
-def test_missing_cascade_is_a_one_line_data_error(monkeypatch):
+def test_missing_cascade_is_a_one_line_data_error_before_any_write(monkeypatch, tmp_path, data_dir):
     _no_cascade(monkeypatch)
+    _write_tree(tmp_path / "faces", [1, 2])
+    config = _folder_config(tmp_path / "faces", crop_face=True)
     try:
         with pytest.raises(preprocess.DataError, match=r"data\.crop_face") as info:
+            pipeline.build_datasets(config, data_dir)
+        with pytest.raises(preprocess.DataError, match=r"data\.crop_face"):
             preprocess.detect_face(np.zeros((64, 64), np.uint8))
     finally:
         preprocess._detector.cache_clear()  # The real detector for later tests.
     assert "\n" not in str(info.value) and "scikit-image" in str(info.value)
+    assert not os.path.exists(data_dir)
 
 
 def test_example_subjects_match_the_build(tmp_path, data_dir):
