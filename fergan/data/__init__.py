@@ -1,5 +1,6 @@
 """fergan's data layer: TFDS builders, subject-independent folds and the grain training pipeline.
 
 Modules: `synthetic` (procedural faces), `preprocess`, `builders` (TFDS, one module per database),
-`folds`, `pipeline` (build_datasets, make_train_iterator, eval_arrays), `bench`, `separability`.
+`folds`, `pipeline` (check_data, build_datasets, make_train_iterator, eval_arrays), `bench`,
+`separability`.
 """
