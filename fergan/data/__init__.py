@@ -2,5 +2,6 @@
 
 Modules: `synthetic` (procedural faces and their landmarks), `preprocess`, `align` (68-point
 landmark alignment), `dlib_landmarks` (optional), `builders` (TFDS, one module per database),
-`folds`, `pipeline` (build_datasets, make_train_iterator, eval_arrays), `bench`, `separability`.
+`folds`, `pipeline` (check_data, build_datasets, make_train_iterator, eval_arrays), `bench`,
+`separability`.
 """

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from fergan.data import builders, folds
+from fergan.data import builders, folds, preprocess
 from fergan.data.preprocess import to_float
 
 
@@ -96,8 +96,8 @@ def check_data(config: ml_collections.ConfigDict) -> None:
 
     Checks `data.name`, the manual folder and its layout (scanned, no image decoded), the builder
     options, `model.num_classes` against the dataset, `data.num_folds` against its subjects,
-    `data.fold`, and `train.batch_size` against the fold's training frames. Image decoding and
-    face detection are the only checks left to the build.
+    `data.fold`, `train.batch_size` against the fold's training frames, and that a face cascade
+    is installed when `data.crop_face` is on. Only image decoding is left to the build.
 
     Raises:
       ValueError, FileNotFoundError or preprocess.DataError, with a one-line message naming the
@@ -105,6 +105,8 @@ def check_data(config: ml_collections.ConfigDict) -> None:
     """
     face_config = builders.builder_config(config)
     check_classes(int(config.model.num_classes), face_config.class_names, config.data.name)
+    if face_config.crop_face:
+        preprocess.check_detector()
     subjects = builders.example_subjects(config, face_config)
     train_idx, _ = folds.fold_indices(
         subjects, config.data.num_folds, config.data.fold, config.data.fold_seed

@@ -100,6 +100,11 @@ def _detector():
     return detect
 
 
+def check_detector() -> None:
+    """Raises DataError when no face cascade can be loaded (`data.crop_face` needs one)."""
+    _detector()
+
+
 def find_face(image: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x, y, width, height) of the largest face the cascade finds in uint8 [H, W(, C)], or None."""
     gray = image if image.ndim == 2 else to_channels(image, 1)[..., 0]

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from fergan.data import builders, pipeline
+from fergan.data import builders, pipeline, preprocess, synthetic
+from tests.data import make_image_tree
 from tests.data.conftest import make_ck_tree, prepared_files, small_config, write_png
 
 
@@ -180,8 +181,6 @@ def test_face_crop_keeps_shape(tmp_path, data_dir):
 
 
 def test_detect_face_finds_a_rendered_face():
-    from fergan.data import preprocess, synthetic
-
     identity = synthetic.sample_identity(np.random.default_rng(2))
     face = (synthetic.render_face(identity, None, 0.0, 96) * 255).astype(np.uint8)
     canvas = np.full((240, 320), 128, np.uint8)
@@ -190,3 +189,19 @@ def test_detect_face_finds_a_rendered_face():
     if (top, left) == ((240 - 240) // 2, (320 - 240) // 2):
         pytest.skip("cascade does not fire on the cartoon face; fallback path only")
     assert 60 <= top + side / 2 <= 236 and 140 <= left + side / 2 <= 316
+
+
+def test_generated_image_tree_is_detected_and_cropped(tmp_path, data_dir):
+    manual = tmp_path / "faces"
+    paths = make_image_tree.write_image_tree(manual, num_subjects=3)
+    assert len(paths) == 3 * 7
+    # After decoding from disk, as the builder sees them.
+    assert all(preprocess.find_face(preprocess.decode_image(p)) is not None for p in paths)
+    config = small_config(name="expression_folder", manual_dir=str(manual), crop_face=True)
+    config.data.num_folds = 3
+    datasets = pipeline.build_datasets(config, data_dir)
+    assert datasets.class_names == synthetic.EXPRESSIONS
+    assert len(datasets.train) == 2 * 7 and len(datasets.test) == 7
+    # The crop keeps the face: its centre is no longer the gray canvas.
+    x = pipeline.eval_arrays(datasets)["x"]
+    assert x.shape == (7, 32, 32, 1) and np.abs(x[:, 12:20, 12:20]).mean() > 0.0

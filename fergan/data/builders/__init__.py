@@ -73,11 +73,6 @@ def manual_dir(data: ml_collections.ConfigDict) -> str:
     return path
 
 
-def _check_name(name: str) -> None:
-    if name not in BUILDERS:
-        raise ValueError(f"data.name must be one of {sorted(BUILDERS)}, got {name!r}.")
-
-
 def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
     """The TFDS builder config for `config.data.name`, from the fergan config.
 
@@ -85,7 +80,8 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
     `base.source_digest`), so a changed folder gets its own dataset directory. Writes nothing.
     """
     data = config.data
-    _check_name(data.name)
+    if data.name not in BUILDERS:
+        raise ValueError(f"data.name must be one of {sorted(BUILDERS)}, got {data.name!r}.")
     common = {
         "image_size": int(config.model.image_size),
         "channels": int(config.model.channels),
@@ -137,16 +133,16 @@ def example_subjects(config: ml_collections.ConfigDict, face_config: FaceConfig)
 
 def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tfds.core.DatasetBuilder:
     """Instantiates (does not prepare) the builder for `config.data` under `data_dir`."""
-    _check_name(config.data.name)
+    face_config = builder_config(config)  # Checks data.name first.
     cls = BUILDERS[config.data.name]
-    return cls(config=builder_config(config), data_dir=data_dir, file_format="array_record")
+    return cls(config=face_config, data_dir=data_dir, file_format="array_record")
 
 
 def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str = "") -> None:
     """Builds the dataset into its data_dir unless it is already there.
 
-    A manual database's folder is scanned and checked first (`FaceFolderBuilder.scan`), so bad
-    input raises before anything is written.
+    A manual database's folder is scanned and checked before any example is generated
+    (`FaceFolderBuilder.scan`); `pipeline.check_data` runs the same checks without TFDS.
     """
     if builder.is_prepared():
         return
