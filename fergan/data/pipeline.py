@@ -97,7 +97,8 @@ def check_data(config: ml_collections.ConfigDict) -> None:
     Checks `data.name`, the manual folder and its layout (scanned, no image decoded), the builder
     options, `model.num_classes` against the dataset, `data.num_folds` against its subjects,
     `data.fold`, `train.batch_size` against the fold's training frames, and that a face cascade
-    is installed when alignment may crop (`data.align` 'crop' or 'auto'). Only image decoding is left to the build.
+    is installed when alignment may crop (`data.align` 'crop' or 'auto'). Only image decoding is
+    left to the build.
 
     Raises:
       ValueError, FileNotFoundError or preprocess.DataError, with a one-line message naming the
