@@ -21,7 +21,7 @@ class Variant:
     joint: bool = True  # Stage 2 keeps training G, with R's loss on x_pf (Eq. 25).
     pretrain: bool = True  # Stage 1 of P_pre iterations before joint learning.
     use_synthetic: bool = True  # R also learns from x_pf (Eqs. 13, 20-21).
-    use_intra: bool = True  # L_intra (Eqs. 14-19).
+    use_intra: bool = True  # L_intra (Eqs. 14-18).
     rdbp: bool = True  # stop_gradient on the real feature in the real/synthetic distance (Eq. 18).
     synthetic_from_real: bool = False  # x_pf from g of another real face instead of z (FESR_Real).
 
