@@ -102,17 +102,18 @@ def euclidean_distance(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.where(sq > 0, jnp.sqrt(safe), 0.0)
 
 
-def intra_class_loss(
+def intra_class_terms(
     f_real: jax.Array, f_partner: jax.Array, f_synthetic: jax.Array | None, rdbp: bool = True
-) -> jax.Array:
-    """L_intra = d(Rext(x), Rext(x_pr)) + d(Rext(x), Rext(x_pf)) (Eqs. 14-18), batch means.
+) -> dict[str, jax.Array]:
+    """L_intra = d(Rext(x), Rext(x_pr)) + d(Rext(x), Rext(x_pf)) (Eqs. 14-18) as its two terms,
+    batch means: `real` (Eq. 15) and `synthetic` (Eq. 16; absent when f_synthetic is None).
+    L_intra is their sum.
 
     With `rdbp` (real data-guided back-propagation, Eq. 18) the real feature is a fixed target in
-    the real/synthetic distance: only the synthetic branch receives its gradient. Features [B, D];
-    f_synthetic None keeps only the real/real term.
+    the real/synthetic distance: only the synthetic branch receives its gradient. Features [B, D].
     """
-    loss = jnp.mean(euclidean_distance(f_real, f_partner))
-    if f_synthetic is None:
-        return loss
-    target = jax.lax.stop_gradient(f_real) if rdbp else f_real
-    return loss + jnp.mean(euclidean_distance(target, f_synthetic))
+    terms = {"real": jnp.mean(euclidean_distance(f_real, f_partner))}
+    if f_synthetic is not None:
+        target = jax.lax.stop_gradient(f_real) if rdbp else f_real
+        terms["synthetic"] = jnp.mean(euclidean_distance(target, f_synthetic))
+    return terms
