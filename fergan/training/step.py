@@ -25,6 +25,7 @@ from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_
 from fergan.training.hparams import StepHParams
 from fergan.training.networks import Networks
 from fergan.training.state import NetState, TrainState, adam, replica, stack_replicas
+from fergan.variants import Variant
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -76,12 +77,12 @@ def per_sample_noise(
     return noise
 
 
-def pf_per_sample(variant, num_classes: int) -> int:
+def pf_per_sample(variant: Variant, num_classes: int) -> int:
     """Synthetic faces x_pf per real sample: one from z, or FESR_Real's K renders of g(x)."""
     return num_classes if variant.synthetic_from_real else 1
 
 
-def synthetic_labels(y: jax.Array, variant, num_classes: int) -> jax.Array:
+def synthetic_labels(y: jax.Array, variant: Variant, num_classes: int) -> jax.Array:
     """Labels of x_pf [B * P]: the sample's own y [B], or for FESR_Real every class 0..K-1 for
     each sample in turn (Section IV-D: the input rendered with all expressions)."""
     if not variant.synthetic_from_real:
