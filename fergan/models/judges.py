@@ -14,12 +14,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fergan.models.lightcnn import to_lightcnn_input
+from fergan.models.lightcnn import max_pool, to_lightcnn_input
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FER_SIZE = 64
 FER_BN_EPSILON = 1e-3  # Keras BatchNormalization default, as saved in the file's config.
 _FER_WIDTHS = (16, 32, 64, 128)  # Channels of the four residual blocks.
+
+
+def to_gray(x: jax.Array) -> jax.Array:
+    """[N, H, W, c] in [-1, 1] -> [N, H, W, 1] in [-1, 1] (luminance for RGB)."""
+    return to_lightcnn_input(x) * 2.0 - 1.0
 
 
 def to_fer_input(x: jax.Array) -> jax.Array:
@@ -28,7 +33,7 @@ def to_fer_input(x: jax.Array) -> jax.Array:
     The model was trained on faces scaled to [-1, 1] (`x / 255 * 2 - 1`); with [0, 1] inputs its
     accuracy on a real database drops from 69% to 58% (tests/evaluation/test_judge.py pins this).
     """
-    gray = to_lightcnn_input(x) * 2.0 - 1.0  # Luminance for RGB, then back to [-1, 1].
+    gray = to_gray(x)
     return jax.image.resize(gray, (gray.shape[0], FER_SIZE, FER_SIZE, 1), "bilinear")
 
 
@@ -144,7 +149,7 @@ def load_fer_variables(path: str) -> dict:
 class OracleCNN(nn.Module):
     """Small expression classifier for rendered faces: [N, S, S, 1] in [-1, 1] -> logits [N, K].
 
-    Three conv-conv-pool stages and global average pooling; a few thousand Adam steps at 32 px
+    Three conv-pool stages and global average pooling; a few thousand Adam steps at 32 px
     fit on a CPU in well under a minute.
     """
 
@@ -155,7 +160,6 @@ class OracleCNN(nn.Module):
     def __call__(self, x):
         for width in self.widths:
             x = nn.relu(nn.Conv(width, (3, 3))(x))
-            x = nn.relu(nn.Conv(width, (3, 3))(x))
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = max_pool(x)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes)(x)
