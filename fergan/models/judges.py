@@ -161,5 +161,6 @@ class OracleCNN(nn.Module):
         for width in self.widths:
             x = nn.relu(nn.Conv(width, (3, 3))(x))
             x = max_pool(x)
-        x = jnp.mean(x, axis=(1, 2))
+        # Flattened, not averaged: an expression is where features sit (corners up or down).
+        x = x.reshape(x.shape[0], -1)
         return nn.Dense(self.num_classes)(x)
