@@ -168,3 +168,18 @@ def test_generator_editor_renders_each_face_with_its_class_intensity_and_off_val
         np.testing.assert_allclose(edits[i], grid[0, labels[i]], atol=1e-5)
     default_off = synthesis.render_expressions(nets.generator, g_params, x[:1], 7, 1.0)
     assert np.abs(edits[0] - default_off[0, 4]).max() > 1e-4  # The off-value reaches G.
+
+
+def test_without_the_fer_file_judge_metrics_are_none_and_the_probe_still_runs(tmp_path):
+    from fergan.data import pipeline
+    from tests.program.helpers import tiny_config
+
+    config = tiny_config(data_dir=str(tmp_path))
+    config.judge.kind = "fer"
+    config.judge.fer_model = str(tmp_path / "missing.hdf5")
+    datasets = pipeline.build_datasets(config, str(tmp_path))
+    test = pipeline.eval_arrays(datasets, "test")
+    out = judge.JudgeContext(config, datasets).metrics(None, {"unused": 0}, test)
+    assert out["judge"] is None and out["judge_info"] == {}
+    assert all(out[m] is None for m in judge.METRICS if m != "linear_probe_accuracy")
+    assert isinstance(out["linear_probe_accuracy"], float)  # Needs no judge.
