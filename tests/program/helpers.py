@@ -26,6 +26,7 @@ def tiny_config(variant: str = "FESR_JL", data_dir: str = ""):
     config.train.eval_every = 0
     config.train.checkpoint_every = 4
     config.identity.pretrain = False
+    config.judge.kind = "none"  # The judge's own test trains one (tests/program/test_judge_eval).
     return config
 
 

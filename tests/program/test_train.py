@@ -163,7 +163,7 @@ def run_main(*args, timeout=600):
 TINY_FLAGS = (
     "--config.model.width=0.125", "--config.data.num_subjects=4", "--config.data.num_folds=2",
     "--config.train.batch_size=8", "--config.train.pre_epochs=1", "--config.train.max_epochs=2",
-    "--config.train.eval_every=0", "--config.identity.pretrain=False",
+    "--config.train.eval_every=0", "--config.identity.pretrain=False", "--config.judge.kind=none",
 )  # fmt: skip
 
 
