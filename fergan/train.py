@@ -238,6 +238,14 @@ def eval_line(step: int, total: int, metrics: dict, num_classes: int) -> str:
     if "dimg_accuracy" in metrics:
         parts.append(f"Dimg {100 * metrics['dimg_accuracy']:.1f}%")
     parts.append(f"rec L1 {metrics['rec_error']:.3f}")
+    if metrics.get("linear_probe_accuracy") is not None:
+        parts.append(f"pixel probe {100 * metrics['linear_probe_accuracy']:.1f}%")
+    if metrics.get("edit_accuracy") is not None:
+        parts.append(
+            f"judge: edits {100 * metrics['edit_accuracy']:.1f}% of "
+            f"{100 * metrics['judge_accuracy_real']:.1f}% on real faces, intensity rho "
+            f"{metrics['intensity_spearman']:.2f}"
+        )
     return f"eval step {step}/{total}: " + ", ".join(parts)
 
 
