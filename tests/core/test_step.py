@@ -303,7 +303,12 @@ def test_fesr_real_agrees_on_one_and_four_devices():
     four = run_parallel(config, "shard_map", 4)
     single = run_parallel(config, "shard_map", 1)
     assert "loss/intra" not in four[1] and "acc/r_synthetic" in four[1]
-    assert_trees_close(single[0], four[0], rtol=1e-3, atol=1e-5)
+    # FESR_Real's G gradient is sensitive to rounding (scaling G's initial parameters by
+    # 1 + 1e-7 moves its Adam moments by about 1% in three steps on one device), so each leaf is
+    # compared by its norm; a device-dependent x_pf changes R's and G's moments entirely.
+    for a, b in zip(jax.tree.leaves(single[0]), jax.tree.leaves(four[0]), strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.linalg.norm(a - b) <= 2e-2 * np.linalg.norm(b) + 1e-6
 
 
 def test_same_seed_is_bit_identical_and_other_seed_differs(shard_map_4):
