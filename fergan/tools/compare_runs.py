@@ -151,7 +151,8 @@ def _is_number(x) -> bool:
 
 
 def compare_metrics(summary_a: dict | None, summary_b: dict | None) -> dict:
-    """{section: {metric: {'a', 'b', 'diff' (b - a, numbers only)}}} for METRIC_SECTIONS."""
+    """{section: {metric: {'a', 'b', 'diff'}}} for METRIC_SECTIONS: diff is b - a for numbers,
+    0 for equal values of other kinds (lists, None: a metric a run did not measure), else None."""
     out = {}
     for section in METRIC_SECTIONS:
         ma = (summary_a or {}).get(section) or {}
@@ -159,7 +160,7 @@ def compare_metrics(summary_a: dict | None, summary_b: dict | None) -> dict:
         rows = {}
         for name in sorted(set(ma) | set(mb)):
             a, b = ma.get(name), mb.get(name)
-            diff = b - a if _is_number(a) and _is_number(b) else None
+            diff = b - a if _is_number(a) and _is_number(b) else 0 if a == b else None
             rows[name] = {"a": a, "b": b, "diff": diff}
         out[section] = rows
     return out

@@ -152,6 +152,7 @@ def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str = "") -> None:
             f"data.manual_dir={manual_dir!r} for {builder.name} is not a folder; {SEE_LAYOUT}."
         )
     download_config = tfds.download.DownloadConfig(manual_dir=path or None)
+    tfds.disable_progress_bar()  # fergan's own progress line counts the examples instead.
     console.say(f"building dataset {builder.name} into {builder.data_dir}")
     start = time.time()
     builder.download_and_prepare(download_config=download_config, file_format="array_record")

@@ -140,7 +140,18 @@ def check_config(config: FaceConfig) -> None:
         raise ValueError(f"data.label_last_frames must be >= 1, got {config.label_last_frames}.")
 
 
-class FaceFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class QuietBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A builder that reports its build in the log, not on stdout: fergan prints its own
+    progress line (TFDS prints its size and location on stdout unconditionally otherwise)."""
+
+    def _log_download_bytes(self) -> None:
+        logging.info("Preparing dataset %s in %s.", self.name, self.data_dir)
+
+    def _log_download_done(self) -> None:
+        logging.info("Dataset %s prepared in %s.", self.name, self.data_dir)
+
+
+class FaceFolderBuilder(QuietBuilder, skip_registration=True):
     """Base for builders reading a hand-downloaded database from `manual_dir`.
 
     Subclasses implement `records`, which scans and validates the whole folder (without decoding

@@ -9,7 +9,7 @@ from fergan.data import preprocess, synthetic
 from fergan.data.builders import base
 
 
-class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
+class SyntheticFaces(base.QuietBuilder):
     """CK+-shaped sequences of rendered faces (see fergan.data.synthetic)."""
 
     VERSION = tfds.core.Version(base.DATASET_VERSION)
