@@ -59,6 +59,8 @@ class _Bar(tqdm.tqdm):
 
     def update(self, n=1):
         shown = super().update(n)
+        if self.disable:  # A disabled bar (processes other than 0) keeps no counters.
+            return shown
         if self._first is None and self.n > self.initial:
             self._first = (self._time(), self.n)
         return shown

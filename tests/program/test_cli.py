@@ -104,3 +104,21 @@ def test_help_lists_the_flags():
         cwd=ROOT, capture_output=True, timeout=120,
     )  # fmt: skip
     assert b"--workdir" in done.stdout and b"Traceback" not in done.stderr
+
+
+def test_progress_line_counts_steps_and_gives_an_hms_eta(capsys, monkeypatch):
+    from fergan import console
+
+    with console.progress("train", 4) as bar:
+        for done in range(1, 5):
+            bar.update(done)
+            bar.metrics({"R": 0.5, "per replica": [1.0, 3.0]})
+    out = capsys.readouterr().out.replace("\r", "\n")
+    assert "train 4/4 100%" in out and "R 0.5 per replica 2" in out
+    assert console.hms(3725.4) == "1:02:05" and console.hms(None) == "?"
+    # Every process but the first gets a disabled bar, which accepts the same calls.
+    monkeypatch.setattr(console, "_is_main_process", lambda: False)
+    with console.progress("train", 4) as bar:
+        bar.update(2)
+        bar.metrics({"R": 0.5})
+    assert capsys.readouterr().out == ""
