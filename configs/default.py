@@ -105,6 +105,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.identity.pretrain_batch_size = 64  # --mode pretrain_identity: images per step.
     config.identity.pretrain_learning_rate = 3e-4  # --mode pretrain_identity: Adam learning rate.
     config.identity.pretrain_log_every = 100  # --mode pretrain_identity: steps between log lines.
+
+    config.determinism = ml_collections.ConfigDict()
+    # Cap on the instruction set XLA:CPU compiles for (fergan.main sets it before JAX starts):
+    # '' = this host's own, so CPU bits differ between CPUs; 'AVX2' = the same bits on every x86
+    # CPU with AVX2 (docs/reproducibility.md). GPU determinism is the --deterministic flag.
+    config.determinism.cpu_isa = ""
     return config
 
 

@@ -107,14 +107,34 @@ def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(diff))
 
 
+def max_ulp_diff(a: np.ndarray, b: np.ndarray) -> int:
+    """Largest distance between a and b counted in floats representable between them (units in
+    the last place; 0 = equal bits or +0/-0; NaNs are left out, _max_abs_diff shows them). 1-2
+    ULPs is rounding; a real change is thousands or millions. 0 for non-float arrays."""
+    if a.size == 0 or a.dtype.kind != "f":
+        return 0
+    bits = np.dtype(f"int{8 * a.dtype.itemsize}")
+
+    def ordered(x):
+        # IEEE floats of one sign are ordered like their bit patterns; mirror the negatives so
+        # that every float maps to an integer in float order (-0 and +0 both to 0).
+        i = x.view(bits).astype(np.int64)
+        return np.where(i < 0, np.iinfo(bits).min - i, i)
+
+    keep = ~(np.isnan(a) | np.isnan(b))
+    if not keep.any():
+        return 0
+    return int(np.max(np.abs(ordered(a[keep]) - ordered(b[keep]))))
+
+
 def compare_part(a, b, params_prefix: str | None = "params") -> dict:
     """Differences between two subtrees: leaf count, max |a-b| over all leaves and over the
-    parameter leaves (paths under `params_prefix`; '' = all, None = none), whether every leaf
-    is bit-identical, and the paths that cannot be compared (present in one only, or of another
-    shape or dtype)."""
+    parameter leaves (paths under `params_prefix`; '' = all, None = none), the largest
+    difference in ULPs over all float leaves, whether every leaf is bit-identical, and the paths
+    that cannot be compared (present in one only, or of another shape or dtype)."""
     la, lb = _leaves(a), _leaves(b)
     mismatched = sorted(set(la) ^ set(lb))
-    max_all, max_params, identical = 0.0, None, not mismatched
+    max_all, max_params, max_ulp, identical = 0.0, None, 0, not mismatched
     for path in sorted(set(la) & set(lb)):
         x, y = la[path], lb[path]
         if x.shape != y.shape or x.dtype != y.dtype:
@@ -125,6 +145,7 @@ def compare_part(a, b, params_prefix: str | None = "params") -> dict:
         same = x.tobytes() == y.tobytes()
         identical = identical and same
         max_all = max(max_all, d)
+        max_ulp = max(max_ulp, max_ulp_diff(x, y))
         if params_prefix is not None and (
             not params_prefix or path == params_prefix or path.startswith(params_prefix + "/")
         ):
@@ -133,6 +154,7 @@ def compare_part(a, b, params_prefix: str | None = "params") -> dict:
         "leaves": len(la),
         "max_abs_diff": max_all,
         "params_max_abs_diff": max_params,
+        "max_ulp": max_ulp,
         "identical": identical,
         "mismatched": mismatched,
     }
