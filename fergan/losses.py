@@ -33,19 +33,19 @@ def inference_code(
 
 
 def critic_loss(adv_real: jax.Array, adv_fake: jax.Array) -> jax.Array:
-    """WGAN critic term of L^img_adv,d (Eq. 4): -E[Dadv(x)] + E[Dadv(x_hat)]. Inputs [B]."""
+    """WGAN critic term of L^img_adv,d (Eq. 5): -E[Dadv(x)] + E[Dadv(x_hat)]. Inputs [B]."""
     return jnp.mean(adv_fake) - jnp.mean(adv_real)
 
 
 def generator_adv_loss(adv_fake: jax.Array) -> jax.Array:
-    """L^img_adv,g = -E[Dadv(x_hat)] (Eq. 5). Input [B]."""
+    """L^img_adv,g = -E[Dadv(x_hat)] (Eq. 4). Input [B]."""
     return -jnp.mean(adv_fake)
 
 
 def gradient_penalty(
     critic: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array, t: jax.Array
 ) -> jax.Array:
-    """WGAN-GP term of Eq. 4: E[(||grad_x Dadv(x_mix)||_2 - 1)^2] with x_mix = t x + (1 - t) x_hat.
+    """WGAN-GP term of Eq. 5: E[(||grad_x Dadv(x_mix)||_2 - 1)^2] with x_mix = t x + (1 - t) x_hat.
 
     critic maps [B, H, W, C] -> [B]; t: [B] in [0, 1]. The gradient of the SUM of the per-sample
     critic outputs gives each sample's own input gradient (a mean would scale them by 1/B).
@@ -59,7 +59,7 @@ def gradient_penalty(
 
 
 def latent_discriminator_loss(logit_prior: jax.Array, logit_encoded: jax.Array) -> jax.Array:
-    """L^z_adv,d (Eq. 6): BCE(Dz(z), 1) + BCE(Dz(g(x)), 0). Logits [B]."""
+    """L^z_adv,d (Eq. 7): BCE(Dz(z), 1) + BCE(Dz(g(x)), 0). Logits [B]."""
     return jnp.mean(
         optax.sigmoid_binary_cross_entropy(logit_prior, jnp.ones_like(logit_prior))
         + optax.sigmoid_binary_cross_entropy(logit_encoded, jnp.zeros_like(logit_encoded))
@@ -67,12 +67,12 @@ def latent_discriminator_loss(logit_prior: jax.Array, logit_encoded: jax.Array) 
 
 
 def latent_generator_loss(logit_encoded: jax.Array) -> jax.Array:
-    """L^z_adv,g (Eq. 7), non-saturating: BCE(Dz(g(x)), 1). Logits [B]."""
+    """L^z_adv,g (Eq. 6), non-saturating: BCE(Dz(g(x)), 1). Logits [B]."""
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logit_encoded, jnp.ones_like(logit_encoded)))
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Cross-entropy CE(logits, y): L^r_cls,D (Eq. 8), L^f_cls,D (Eq. 9), L_cls,R (Eqs. 20-21).
+    """Cross-entropy CE(logits, y): L^f_cls,D (Eq. 8), L^r_cls,D (Eq. 9), L_cls,R (Eqs. 20-21).
 
     logits [B, K], labels [B] int.
     """
@@ -102,17 +102,18 @@ def euclidean_distance(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.where(sq > 0, jnp.sqrt(safe), 0.0)
 
 
-def intra_class_loss(
+def intra_class_terms(
     f_real: jax.Array, f_partner: jax.Array, f_synthetic: jax.Array | None, rdbp: bool = True
-) -> jax.Array:
-    """L_intra = d(Rext(x), Rext(x_pr)) + d(Rext(x), Rext(x_pf)) (Eqs. 14-19), batch means.
+) -> dict[str, jax.Array]:
+    """L_intra = d(Rext(x), Rext(x_pr)) + d(Rext(x), Rext(x_pf)) (Eqs. 14-18) as its two terms,
+    batch means: `real` (Eq. 15) and `synthetic` (Eq. 16; absent when f_synthetic is None).
+    L_intra is their sum.
 
     With `rdbp` (real data-guided back-propagation, Eq. 18) the real feature is a fixed target in
-    the real/synthetic distance: only the synthetic branch receives its gradient. Features [B, D];
-    f_synthetic None keeps only the real/real term.
+    the real/synthetic distance: only the synthetic branch receives its gradient. Features [B, D].
     """
-    loss = jnp.mean(euclidean_distance(f_real, f_partner))
-    if f_synthetic is None:
-        return loss
-    target = jax.lax.stop_gradient(f_real) if rdbp else f_real
-    return loss + jnp.mean(euclidean_distance(target, f_synthetic))
+    terms = {"real": jnp.mean(euclidean_distance(f_real, f_partner))}
+    if f_synthetic is not None:
+        target = jax.lax.stop_gradient(f_real) if rdbp else f_real
+        terms["synthetic"] = jnp.mean(euclidean_distance(target, f_synthetic))
+    return terms

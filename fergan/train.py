@@ -19,6 +19,7 @@ from fergan.checkpointing import Checkpoints
 from fergan.data import pipeline
 from fergan.evaluation import evaluate as evaluation
 from fergan.evaluation import figures, synthesis
+from fergan.evaluation.judge import JudgeContext
 from fergan.identity import weights as identity_weights
 from fergan.training.hparams import make_hparams
 from fergan.training.networks import Networks, build_networks
@@ -118,6 +119,7 @@ class Setup:
                 self.nets, config.seed, self.hp.b1, self.hp.b2, identity_params=identity
             )
         self.checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
+        self.judging = JudgeContext(config, self.datasets)  # Built on the first evaluation.
 
 
 def _first_non_finite(history: list[tuple[int, dict]]) -> tuple[int, str, float] | None:
@@ -212,6 +214,10 @@ def _evaluate_and_report(setup: Setup, state: TrainState, arrays, writer, step, 
             setup.nets, state, arrays, with_dimg_cls=setup.variant.use_dimg_cls
         )
         scalars = {f"eval/{k}": v for k, v in metrics.items()}
+    g_params = state.g.params if setup.variant.use_gan else None
+    judged = setup.judging.metrics(setup.nets, g_params, arrays)
+    metrics.update(judged)
+    scalars.update({f"eval/{k}": v for k, v in judged.items() if isinstance(v, float)})
     writer.write_scalars(step, scalars)
     if setup.variant.use_gan:
         grids = write_samples(
@@ -232,6 +238,14 @@ def eval_line(step: int, total: int, metrics: dict, num_classes: int) -> str:
     if "dimg_accuracy" in metrics:
         parts.append(f"Dimg {100 * metrics['dimg_accuracy']:.1f}%")
     parts.append(f"rec L1 {metrics['rec_error']:.3f}")
+    if metrics.get("linear_probe_accuracy") is not None:
+        parts.append(f"pixel probe {100 * metrics['linear_probe_accuracy']:.1f}%")
+    if metrics.get("edit_accuracy") is not None:
+        parts.append(
+            f"judge: edits {100 * metrics['edit_accuracy']:.1f}% of "
+            f"{100 * metrics['judge_accuracy_real']:.1f}% on real faces, intensity rho "
+            f"{metrics['intensity_spearman']:.2f}"
+        )
     return f"eval step {step}/{total}: " + ", ".join(parts)
 
 

@@ -21,9 +21,15 @@ class Variant:
     joint: bool = True  # Stage 2 keeps training G, with R's loss on x_pf (Eq. 25).
     pretrain: bool = True  # Stage 1 of P_pre iterations before joint learning.
     use_synthetic: bool = True  # R also learns from x_pf (Eqs. 13, 20-21).
-    use_intra: bool = True  # L_intra (Eqs. 14-19).
+    use_intra: bool = True  # L_intra (Eqs. 14-18).
     rdbp: bool = True  # stop_gradient on the real feature in the real/synthetic distance (Eq. 18).
-    synthetic_from_real: bool = False  # x_pf from g of another real face instead of z (FESR_Real).
+    synthetic_from_real: bool = False  # x_pf = g(x) rendered with every expression (FESR_Real).
+
+    def __post_init__(self):
+        # FESR_Real's K synthetic faces per sample have no one-to-one real partner for L_intra,
+        # and the paper's FESR_Real is FESR_JL-IL with only the generation changed (Sec. IV-D).
+        if self.synthetic_from_real and self.use_intra:
+            raise ValueError("synthetic_from_real (FESR_Real) excludes use_intra (L_intra)")
 
     @property
     def trains_r_only(self) -> bool:
@@ -44,7 +50,8 @@ VARIANTS: dict[str, Variant] = {
     "FESR_OneSt": Variant(pretrain=False),
     "FESR_JL-IL": Variant(use_intra=False),
     "FESR_JL-RDBP": Variant(rdbp=False),
-    "FESR_Real": Variant(synthetic_from_real=True),
+    # Section IV-D: FESR_JL-IL whose x_pf are the input itself rendered with every expression.
+    "FESR_Real": Variant(use_intra=False, synthetic_from_real=True),
     "FESR_JL": Variant(),
 }
 

@@ -97,7 +97,8 @@ def check_data(config: ml_collections.ConfigDict) -> None:
     Checks `data.name`, the manual folder and its layout (scanned, no image decoded), the builder
     options, `model.num_classes` against the dataset, `data.num_folds` against its subjects,
     `data.fold`, `train.batch_size` against the fold's training frames, and that a face cascade
-    is installed when `data.crop_face` is on. Only image decoding is left to the build.
+    is installed when alignment may crop (`data.align` 'crop' or 'auto'). Only image decoding is
+    left to the build.
 
     Raises:
       ValueError, FileNotFoundError or preprocess.DataError, with a one-line message naming the
@@ -105,7 +106,7 @@ def check_data(config: ml_collections.ConfigDict) -> None:
     """
     face_config = builders.builder_config(config)
     check_classes(int(config.model.num_classes), face_config.class_names, config.data.name)
-    if face_config.crop_face:
+    if face_config.align in ("crop", "auto"):  # 'auto' falls back to the cascade crop.
         preprocess.check_detector()
     subjects = builders.example_subjects(config, face_config)
     train_idx, _ = folds.fold_indices(

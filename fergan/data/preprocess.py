@@ -82,8 +82,8 @@ def _detector():
     except ImportError as e:
         # Both are dependencies of the package; this only fires in a hand-trimmed environment.
         raise DataError(
-            "data.crop_face=True needs a face cascade: install scikit-image (LBP) or "
-            "opencv-python-headless<5 (Haar), or set data.crop_face=False."
+            "data.align='crop' or 'auto' (or data.crop_face=True) needs a face cascade: install "
+            "scikit-image (LBP) or opencv-python-headless<5 (Haar), or set data.align='none'."
         ) from e
     lbp = Cascade(sk_data.lbp_frontal_face_cascade_filename())
 
@@ -101,7 +101,7 @@ def _detector():
 
 
 def check_detector() -> None:
-    """Raises DataError when no face cascade can be loaded (`data.crop_face` needs one)."""
+    """Raises DataError when no face cascade can be loaded (the crop alignment needs one)."""
     _detector()
 
 

@@ -33,6 +33,22 @@ def _render(seed: int, num_subjects: int, size: int) -> dict[str, np.ndarray]:
     }
 
 
+def pixel_probe(x: np.ndarray, y: np.ndarray):
+    """Fits standardised pixels -> multinomial logistic regression.
+
+    Args:
+      x: [N, D] flattened images (any fixed scaling); y: [N] labels.
+
+    Returns:
+      The fitted scikit-learn pipeline (`predict` takes [M, D]).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=300)).fit(x, y)
+
+
 def held_out_accuracy(
     train_counts: list[int], test_subjects: int, size: int, seed: int, repeats: int
 ) -> dict[int, tuple[float, float]]:
@@ -41,10 +57,6 @@ def held_out_accuracy(
     Returns:
       {number of training subjects: (mean accuracy, std)}.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     pool = max(train_counts)
     data = _render(seed, pool + test_subjects, size)
     test = (data["subject"] > pool) & data["peak"]
@@ -54,8 +66,7 @@ def held_out_accuracy(
         for r in range(repeats):
             chosen = np.random.default_rng([seed, n, r]).choice(pool, n, replace=False) + 1
             train = np.isin(data["subject"], chosen)
-            clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=300))
-            clf.fit(data["x"][train], data["y"][train])
+            clf = pixel_probe(data["x"][train], data["y"][train])
             accs.append(float((clf.predict(data["x"][test]) == data["y"][test]).mean()))
         results[n] = (float(np.mean(accs)), float(np.std(accs)))
     return results

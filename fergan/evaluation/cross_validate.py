@@ -31,7 +31,7 @@ from fergan import train
 from fergan.data import pipeline
 from fergan.data.preprocess import to_float
 from fergan.evaluation import evaluate as evaluation
-from fergan.evaluation import figures, fold_metrics, metrics
+from fergan.evaluation import figures, fold_metrics, judge, metrics
 from fergan.variants import VARIANTS, get_variant
 
 FOLD_RESULT = "fold_result.json"
@@ -147,6 +147,10 @@ def evaluate_fold(config: ml_collections.ConfigDict, fdir: str) -> dict:
             **fold_metrics.recognition_metrics(test["y"], out["r_pred"], nets.num_classes),
             "synthesis": None,
             "verification": None,
+            # edit_accuracy, judge_accuracy_real, intensity_*, linear_probe_accuracy, judge.
+            "judge": setup.judging.metrics(
+                nets, state.g.params if setup.variant.use_gan else None, test
+            ),
         }
         features = {"real_features": out["r_feature"], "real_labels": test["y"]}
         if setup.variant.use_gan:
@@ -299,6 +303,10 @@ def _variant_summary(results: dict[int, dict], num_folds: int) -> dict:
         ("verification_rate", verification),
     ):
         summary[f"{name}_mean"], summary[f"{name}_std"] = _mean_std(values)
+    for name in judge.METRICS:  # Folds evaluated before the judge existed count as missing.
+        values = per_fold(lambda r, name=name: (r.get("judge") or {}).get(name))
+        summary[f"{name}_per_fold"] = values
+        summary[f"{name}_mean"], summary[f"{name}_std"] = _mean_std(values)
     return summary
 
 
@@ -330,15 +338,25 @@ def results_markdown(payload: dict) -> str:
         "identity verification (Table IV: real vs generated pairs, LightCNN-29 cosine "
         "similarity, threshold from the training fold); mean ± std over the folds.",
         "",
-        "| variant | PSNR (dB) | SSIM | verification rate (%) |",
-        "|---|---:|---:|---:|",
+        f"Expression edits judged by {payload.get('judge') or 'no judge'} (edit accuracy: "
+        "G(x, b) labelled b over every test face and other class b; judge accuracy on the real "
+        "test faces is its ceiling; Spearman and gap of p_b over intensities 0..1) and the "
+        "pixel logistic-regression probe on the same folds.",
+        "",
+        "| variant | PSNR (dB) | SSIM | verification rate (%) | edit accuracy (%) | "
+        "judge accuracy, real (%) | intensity Spearman | intensity gap | linear probe (%) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    scales = {"edit_accuracy": (100.0, 1), "judge_accuracy_real": (100.0, 1),
+              "intensity_spearman": (1.0, 2), "intensity_gap": (1.0, 3),
+              "linear_probe_accuracy": (100.0, 1)}  # fmt: skip
     for name, v in variants.items():
         cells = [
             _fmt(v["psnr_mean"], v["psnr_std"], 1.0, 2),
             _fmt(v["ssim_mean"], v["ssim_std"], 1.0, 3),
             _fmt(v["verification_rate_mean"], v["verification_rate_std"], 100.0, 2),
         ]
+        cells += [_fmt(v.get(f"{m}_mean"), v.get(f"{m}_std"), *scales[m]) for m in judge.METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     names = payload["class_names"]
     lines += [
@@ -412,6 +430,17 @@ def _write_figures(workdir: str, payload: dict) -> list[str]:
     return written
 
 
+def _judge_name(collected: dict[str, dict[int, dict]]) -> str | None:
+    """'oracle' or 'fer2013 (excluded: contempt)' from the first fold result that has a judge."""
+    for results in collected.values():
+        for r in results.values():
+            found = r.get("judge") or {}
+            if found.get("judge"):
+                excluded = found.get("judge_excluded_classes") or []
+                return found["judge"] + (f" (excluded: {', '.join(excluded)})" if excluded else "")
+    return None
+
+
 def aggregate(
     config: ml_collections.ConfigDict, workdir: str, variants: Sequence[str] | None = None
 ) -> dict:
@@ -449,6 +478,7 @@ def aggregate(
         "num_folds": num_folds,
         "class_names": first["class_names"],
         "std_ddof": STD_DDOF,
+        "judge": _judge_name(collected),
         "variants": {name: _variant_summary(r, num_folds) for name, r in collected.items()},
     }
     payload["figures"] = [os.path.relpath(p, workdir) for p in _write_figures(workdir, payload)]

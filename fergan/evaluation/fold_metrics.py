@@ -24,15 +24,16 @@ from fergan.training.state import TrainState
 _BATCH = 32  # Images per generator / LightCNN call; the last batch is padded (one compile).
 
 
-def _batched(fn, x: np.ndarray, batch: int = _BATCH) -> np.ndarray:
-    """Applies `fn` to [N, ...] in fixed-size padded batches and concatenates the outputs."""
+def _batched(fn, *arrays: np.ndarray, batch: int = _BATCH) -> np.ndarray:
+    """Applies `fn` to [N, ...] arrays (sliced alike) in fixed-size padded batches and
+    concatenates the outputs."""
     outs = []
-    for start in range(0, len(x), batch):
-        xb = x[start : start + batch]
-        pad = batch - len(xb)
+    for start in range(0, len(arrays[0]), batch):
+        parts = [a[start : start + batch] for a in arrays]
+        pad = batch - len(parts[0])
         if pad:
-            xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
-        outs.append(np.asarray(jax.device_get(fn(xb)))[: batch - pad])
+            parts = [np.concatenate([p, np.repeat(p[-1:], pad, 0)]) for p in parts]
+        outs.append(np.asarray(jax.device_get(fn(*parts)))[: batch - pad])
     return np.concatenate(outs)
 
 
@@ -53,10 +54,11 @@ def recognition_metrics(labels: np.ndarray, preds: np.ndarray, num_classes: int)
 
 
 def render_all(nets: Networks, g_params, x: np.ndarray, intensity: float = 1.0) -> np.ndarray:
-    """Every face re-rendered with every expression: [N, S, S, c] -> [N, K, S, S, c]."""
-    k = nets.num_classes
+    """Every face re-rendered with every expression: [N, S, S, c] -> [N, K, S, S, c], the other
+    classes at the run's `model.inference_off_value`."""
+    k, off = nets.num_classes, nets.inference_off_value
     return _batched(
-        lambda xb: synthesis.render_expressions(nets.generator, g_params, xb, k, intensity), x
+        lambda xb: synthesis.render_expressions(nets.generator, g_params, xb, k, intensity, off), x
     )
 
 
@@ -172,13 +174,15 @@ def recognition_features(
 def synthetic_faces(
     nets: Networks, g_params, per_class: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """x_pf = Gdec([z, u(k)]) for `per_class` random z and every class k at apex.
+    """x_pf = Gdec([z, u(k)]) for `per_class` random z and every class k at apex, the other
+    classes at the run's `model.inference_off_value`.
 
     Returns (faces [per_class * K, S, S, c], labels [per_class * K]).
     """
     k = nets.num_classes
+    key = jax.random.PRNGKey(seed)
     faces = synthesis.prior_faces(
-        nets.generator, g_params, jax.random.PRNGKey(seed), per_class, k, nets.latent_dim
+        nets.generator, g_params, key, per_class, k, nets.latent_dim, nets.inference_off_value
     )
     faces = np.asarray(faces).reshape(per_class * k, *faces.shape[2:])
     return faces, np.tile(np.arange(k, dtype=np.int32), per_class)

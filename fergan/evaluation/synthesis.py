@@ -32,6 +32,24 @@ def render_expressions(
     return out.reshape((n, num_classes, *out.shape[1:]))
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def render_edits(
+    generator: Generator,
+    g_params,
+    x: jax.Array,
+    labels,
+    num_classes: int,
+    intensities,
+    off_value=0.5,
+) -> jax.Array:
+    """Face i re-rendered with its own target class and intensity (one edit per face).
+
+    x: [N, S, S, c], labels: [N] int, intensities: [N] -> [N, S, S, c].
+    """
+    u = losses.inference_code(labels, jnp.asarray(intensities, jnp.float32), num_classes, off_value)
+    return generator.apply({"params": g_params}, x, u)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def intensity_sweep(
     generator: Generator, g_params, x: jax.Array, num_classes: int, intensities, off_value=0.5

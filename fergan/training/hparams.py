@@ -30,19 +30,26 @@ class StepHParams:
     lambda_gp: float
     gate_by_select: bool = False  # Off updates: both branches then jnp.where, not lax.cond.
     vmap_replicas: bool = True  # Replicas by jax.vmap, else one unrolled step per replica.
+    lr_offset: int = 0  # Schedule iterations before step 0 (BASELINE: the skipped P_pre).
 
     def learning_rate_at(self, step):
-        """Constant, then linear decay to 0 over the last `decay_fraction` of training (SPEC)."""
-        decay_steps = max(1, round(self.total_steps * self.decay_fraction))
+        """Constant, then linear decay to 0 over the last `decay_fraction` of training (SPEC).
+
+        The schedule spans lr_offset + total_steps iterations and `step` counts from lr_offset,
+        so BASELINE's R update s runs at the rate of FESR_JL's R update at P_pre + s.
+        """
+        decay_steps = max(1, round((self.total_steps + self.lr_offset) * self.decay_fraction))
         remaining = (self.total_steps - step).astype(jnp.float32)
         return self.learning_rate * jnp.clip(remaining / decay_steps, 0.0, 1.0)
 
 
-def schedule_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int]:
-    """(P_pre, P_max) in iterations for the configured variant.
+def schedule_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int, int]:
+    """(P_pre, P_max, lr_offset) in iterations for the configured variant.
 
     FESR_OneSt has no stage 1. BASELINE trains only R, for as many R updates as the joint
-    variants make in stage 2 (P_max - P_pre), so the comparison is per R update.
+    variants make in stage 2 (P_max - P_pre), so the comparison is per R update; its learning
+    rate schedule starts P_pre iterations in (lr_offset), so each of those updates also has
+    the rate of the matching stage-2 update.
     """
     variant = get_variant(config.variant)
     pre = round(config.train.pre_epochs * steps_per_epoch)
@@ -53,10 +60,10 @@ def schedule_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> t
             f"{config.train.max_epochs} must satisfy 0 <= pre_epochs <= max_epochs, max_epochs > 0"
         )
     if not variant.use_gan:
-        return 0, total - pre
+        return 0, total - pre, pre
     if not variant.pretrain:
-        return 0, total
-    return pre, total
+        return 0, total, 0
+    return pre, total, 0
 
 
 def resolve_for_platform(key: str, value: str, on_cpu: str, elsewhere: str, platform: str) -> str:
@@ -89,7 +96,7 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         raise ValueError(f"train.n_critic={config.train.n_critic} must be >= 1")
     if not 0.0 <= config.optim.decay_fraction <= 1.0:
         raise ValueError(f"optim.decay_fraction={config.optim.decay_fraction} must be in [0, 1]")
-    pre, total = schedule_steps(config, steps_per_epoch)
+    pre, total, lr_offset = schedule_steps(config, steps_per_epoch)
     loss = config.loss
     return StepHParams(
         variant=variant,
@@ -109,4 +116,5 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         lambda_gp=loss.lambda_gp,
         gate_by_select=gate_by_select(config.train.get("gating", "auto"), jax.default_backend()),
         vmap_replicas=vmap_replicas(config.get("replica_batching", "auto"), jax.default_backend()),
+        lr_offset=lr_offset,
     )

@@ -25,35 +25,69 @@ from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_
 from fergan.training.hparams import StepHParams
 from fergan.training.networks import Networks
 from fergan.training.state import NetState, TrainState, adam, replica, stack_replicas
+from fergan.variants import Variant
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 PyTree = Any
 
 
+def _draws(key: jax.Array, n: int, draw: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """n draws stacked on a new leading axis: the first from `key` itself, so that n = 1 is the
+    single draw of `key`; the others from fold_in(key, i), i = 1 .. n-1."""
+    keys = [key] + [jax.random.fold_in(key, i) for i in range(1, n)]
+    return jnp.stack([draw(k) for k in keys])
+
+
 def per_sample_noise(
-    key: jax.Array, indices: jax.Array, latent_dim: int, num_classes: int, feature_dim: int
+    key: jax.Array,
+    indices: jax.Array,
+    latent_dim: int,
+    num_classes: int,
+    feature_dim: int,
+    n_critic: int = 1,
+    pf_per_sample: int = 1,
 ) -> dict[str, jax.Array]:
     """Every random draw of one iteration, per sample, keyed by the sample's global index.
 
-    Returns z [B, n] ~ U(-1, 1); v_target / v_rec / v_pf [B, K] ~ U(0, 1) (Eq. 2); t [B] ~ U(0, 1)
-    for the gradient penalty; keep_real / keep_pf [B, F] dropout keep-masks of Rcls.
+    indices: [B]. Returns z [B, n] ~ U(-1, 1); v_target / v_rec [B, K] ~ U(0, 1) (Eq. 2); t
+    [n_critic, B] ~ U(0, 1), the gradient-penalty points of each critic update; keep_real [B, F]
+    dropout keep-mask of Rcls; v_pf [B * P, K] and keep_pf [B * P, F] for the P = `pf_per_sample`
+    synthetic faces of each sample (sample-major).
     """
 
     def one(index):
         k = jax.random.split(jax.random.fold_in(key, index), 7)
         keep = 1.0 - DROPOUT_RATE
+        mask = lambda kk: jax.random.bernoulli(kk, keep, (feature_dim,)).astype(jnp.float32)
         return {
             "z": jax.random.uniform(k[0], (latent_dim,), minval=-1.0, maxval=1.0),
             "v_target": jax.random.uniform(k[1], (num_classes,)),
             "v_rec": jax.random.uniform(k[2], (num_classes,)),
-            "v_pf": jax.random.uniform(k[3], (num_classes,)),
-            "t": jax.random.uniform(k[4], ()),
-            "keep_real": jax.random.bernoulli(k[5], keep, (feature_dim,)).astype(jnp.float32),
-            "keep_pf": jax.random.bernoulli(k[6], keep, (feature_dim,)).astype(jnp.float32),
+            "v_pf": _draws(k[3], pf_per_sample, lambda kk: jax.random.uniform(kk, (num_classes,))),
+            "t": _draws(k[4], n_critic, lambda kk: jax.random.uniform(kk, ())),
+            "keep_real": mask(k[5]),
+            "keep_pf": _draws(k[6], pf_per_sample, mask),
         }
 
-    return jax.vmap(one)(indices)
+    noise = jax.vmap(one)(indices)
+    noise["t"] = noise["t"].T
+    for name in ("v_pf", "keep_pf"):
+        noise[name] = noise[name].reshape(-1, noise[name].shape[-1])
+    return noise
+
+
+def pf_per_sample(variant: Variant, num_classes: int) -> int:
+    """Synthetic faces x_pf per real sample: one from z, or FESR_Real's K renders of g(x)."""
+    return num_classes if variant.synthetic_from_real else 1
+
+
+def synthetic_labels(y: jax.Array, variant: Variant, num_classes: int) -> jax.Array:
+    """Labels of x_pf [B * P]: the sample's own y [B], or for FESR_Real every class 0..K-1 for
+    each sample in turn (Section IV-D: the input rendered with all expressions)."""
+    if not variant.synthetic_from_real:
+        return y
+    return jnp.tile(jnp.arange(num_classes, dtype=y.dtype), y.shape[0])
 
 
 def _pmean(tree, axis_name: str | None):
@@ -97,8 +131,9 @@ def _synthesize(
     """G's outputs for one iteration and the frozen-LightCNN features computed from them.
 
     g = Genc(x) [B, n]; x_hat = Gdec([g, u(y')]) (Eq. 3); x_rec = Gdec([g, u(y)]) (Eq. 11) and
-    F_id(x_rec) when a content loss needs them; x_pf = Gdec([z, u(y)]) (Eq. 13) and its LightCNN
-    trunk output, computed only when `needs_pf` (stage 2) so stage 1 does not pay for them.
+    F_id(x_rec) when a content loss needs them; x_pf = Gdec([z, u(y)]) (Eq. 13) [B, ...], or for
+    FESR_Real Gdec([g, u(k)]) for every class k [B * K, ...], and its LightCNN trunk output,
+    computed only when `needs_pf` (stage 2) so stage 1 does not pay for them.
     """
     v = hp.variant
     gen = nets.generator
@@ -126,9 +161,10 @@ def _synthesize(
         out["x_hat"] = gen.apply({"params": g_params}, g, u_target, method=gen.decode)
 
     if v.use_synthetic:
-        # FESR_Real re-renders another real face of the batch with this sample's expression.
-        source = jnp.roll(g, 1, axis=0) if v.synthetic_from_real else noise["z"]
-        u_pf = losses.expression_code(y, noise["v_pf"])
+        # FESR_Real renders g(x) of the sample itself with every expression; the others use z.
+        k = nets.num_classes
+        source = jnp.repeat(g, k, axis=0) if v.synthetic_from_real else noise["z"]
+        u_pf = losses.expression_code(synthetic_labels(y, v, k), noise["v_pf"])
 
         def make_pf(src):
             x_pf = gen.apply({"params": g_params}, src, u_pf, method=gen.decode)
@@ -157,7 +193,7 @@ class StepContext:
     hp: StepHParams
     batch: Batch
     noise: dict[str, jax.Array]
-    key: jax.Array
+    y_pf: jax.Array  # Labels of x_pf, [B * P] (see `synthetic_labels`).
     axis_name: str | None
     stage2: jax.Array  # bool scalar: t >= P_pre.
     gan_active: jax.Array  # bool scalar: FESGAN is trained this iteration.
@@ -193,6 +229,8 @@ def prepare(
         nets.latent_dim,
         nets.num_classes,
         rext_feature_dim(nets.recognizer.width),
+        n_critic=hp.n_critic,
+        pf_per_sample=pf_per_sample(v, nets.num_classes),
     )
     stage2 = state.step >= hp.pre_steps
     # The frozen identity network on real images: one pass gives R's trunk input and F_id(x).
@@ -213,7 +251,7 @@ def prepare(
         hp=hp,
         batch=batch,
         noise=noise,
-        key=key,
+        y_pf=synthetic_labels(batch["y"], v, nets.num_classes),
         axis_name=axis_name,
         stage2=stage2,
         # FESR_SL freezes FESGAN in stage 2; the joint variants keep training it.
@@ -268,11 +306,7 @@ def dimg_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]
 
     def update(net):
         metrics = {}
-        for i in range(hp.n_critic):
-            # Extra critic updates draw fresh interpolation points.
-            t = ctx.noise["t"]
-            if i:
-                t = jax.random.uniform(jax.random.fold_in(ctx.key, -i), t.shape)
+        for t in ctx.noise["t"]:  # Each critic update has its own interpolation points.
             (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(net.params, t)
             net = ctx.adam_update(net, grads)
         return net, metrics
@@ -281,37 +315,43 @@ def dimg_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]
     return state.replace(dimg=dimg), metrics
 
 
-def r_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
-    """3. R update on L_R = l6 L_intra + L_cls,R (Eq. 26), stage 2 only; x_pf is a constant."""
+def recognizer_objective(ctx: StepContext, params) -> tuple[jax.Array, Metrics]:
+    """L_R = l6 L_intra + L_cls,R (Eq. 26) of R's parameters, with x_pf a constant."""
     v, hp, nets = ctx.hp.variant, ctx.hp, ctx.nets
     y, noise = ctx.batch["y"], ctx.noise
+    head = lambda *a, **k: nets.recognizer.apply({"params": params}, *a, **k)
+    parts = [ctx.trunk_x, ctx.trunk_pr] + ([ctx.fixed["trunk_pf"]] if v.use_synthetic else [])
+    # One Rext pass over real, partner and synthetic inputs (FESR_Real: K synthetic each).
+    b = ctx.trunk_x.shape[0]
+    feats = jnp.split(head(jnp.concatenate(parts), method=RecognizerHead.extract), [b, 2 * b])
+    logits_x = head(feats[0], noise["keep_real"], method=RecognizerHead.classify)
+    cls = losses.classification_loss(logits_x, y)
+    metrics = {"acc/r_real": losses.accuracy(logits_x, y)}
+    f_pf = None
+    if v.use_synthetic:
+        f_pf = feats[2]
+        logits_pf = head(f_pf, noise["keep_pf"], method=RecognizerHead.classify)
+        cls = cls + losses.classification_loss(logits_pf, ctx.y_pf)
+        metrics["acc/r_synthetic"] = losses.accuracy(logits_pf, ctx.y_pf)
+    total = cls
+    if v.use_intra:
+        terms = losses.intra_class_terms(feats[0], feats[1], f_pf, rdbp=v.rdbp)
+        intra = sum(terms.values())
+        total = total + hp.lambda_intra * intra
+        metrics |= {"loss/intra": intra} | {f"loss/intra_{k}": d for k, d in terms.items()}
+    return total, metrics | {"loss/r_cls": cls, "loss/r_total": total}
 
-    def loss_fn(params):
-        head = lambda *a, **k: nets.recognizer.apply({"params": params}, *a, **k)
-        parts = [ctx.trunk_x, ctx.trunk_pr] + ([ctx.fixed["trunk_pf"]] if v.use_synthetic else [])
-        # One Rext pass over real, partner and synthetic inputs.
-        feats = jnp.split(head(jnp.concatenate(parts), method=RecognizerHead.extract), len(parts))
-        logits_x = head(feats[0], noise["keep_real"], method=RecognizerHead.classify)
-        cls = losses.classification_loss(logits_x, y)
-        metrics = {"acc/r_real": losses.accuracy(logits_x, y)}
-        f_pf = None
-        if v.use_synthetic:
-            f_pf = feats[2]
-            logits_pf = head(f_pf, noise["keep_pf"], method=RecognizerHead.classify)
-            cls = cls + losses.classification_loss(logits_pf, y)
-            metrics["acc/r_synthetic"] = losses.accuracy(logits_pf, y)
-        total = cls
-        if v.use_intra:
-            intra = losses.intra_class_loss(feats[0], feats[1], f_pf, rdbp=v.rdbp)
-            total = total + hp.lambda_intra * intra
-            metrics["loss/intra"] = intra
-        return total, metrics | {"loss/r_cls": cls, "loss/r_total": total}
+
+def r_step(ctx: StepContext, state: TrainState) -> tuple[TrainState, Metrics]:
+    """3. R update on L_R (Eq. 26), stage 2 only."""
 
     def update(net):
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(net.params)
+        (_, metrics), grads = jax.value_and_grad(
+            functools.partial(recognizer_objective, ctx), has_aux=True
+        )(net.params)
         return ctx.adam_update(net, grads), metrics
 
-    r, metrics = _gated(hp, ctx.stage2, update, state.r)
+    r, metrics = _gated(ctx.hp, ctx.stage2, update, state.r)
     return state.replace(r=r), metrics
 
 
@@ -320,7 +360,7 @@ def generator_objective(
 ) -> tuple[jax.Array, Metrics]:
     """L_G (Eq. 22; Eq. 25 in stage 2) of G's outputs, with the current Dimg, Dz and R."""
     v, hp, nets = ctx.hp.variant, ctx.hp, ctx.nets
-    x, y, y_target = ctx.batch["x"], ctx.batch["y"], ctx.batch["y_target"]
+    x, y_target = ctx.batch["x"], ctx.batch["y_target"]
     terms = {}
     if v.use_dimg:
         adv_fake, logits_fake = nets.dimg.apply({"params": state.dimg.params}, outputs["x_hat"])
@@ -340,7 +380,7 @@ def generator_objective(
             logits = nets.recognizer.apply(
                 {"params": state.r.params}, outputs["trunk_pf"], ctx.noise["keep_pf"]
             )[1]
-            return losses.classification_loss(logits, y)
+            return losses.classification_loss(logits, ctx.y_pf)
 
         loss = _branch(hp, ctx.stage2, r_loss_on_pf, lambda: jnp.zeros(()))
         terms["g_cls_r"] = (hp.lambda_cls, loss)

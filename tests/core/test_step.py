@@ -4,9 +4,11 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fergan import losses
 from fergan.training import hparams as hparams_lib
 from fergan.training import step as step_lib
 from fergan.training.hparams import make_hparams
@@ -135,6 +137,76 @@ def test_every_variant_runs_both_stages(variant):
     for _ in range(2):
         state, metrics = step(state, batch)
         assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    v = VARIANTS[variant]
+    assert ("loss/intra" in metrics) == v.use_intra
+    assert ("acc/r_synthetic" in metrics) == v.use_synthetic
+    assert ("loss/g_cls_r" in metrics) == (v.use_synthetic and v.joint)
+
+
+def test_one_stage_trains_r_and_g_together_from_the_first_step():
+    config = tiny_config("FESR_OneSt", batch_size=4)
+    nets, hp, state = setup(config, steps_per_epoch=1)
+    assert hp.pre_steps == 0 and int(state.step) == 0
+    new, metrics = jax.jit(functools.partial(step_lib.train_step, nets, hp))(
+        state, random_batch(config)
+    )
+    assert float(metrics["stage"]) == 2.0 and float(metrics["loss/g_cls_r"]) > 0.0
+    for name in ("g", "dimg", "dz", "r"):
+        assert not tree_equal(getattr(new, name).params, getattr(state, name).params), name
+
+
+@pytest.mark.parametrize("variant, reaches_real", [("FESR_JL", False), ("FESR_JL-RDBP", True)])
+def test_rdbp_decides_whether_the_synthetic_distance_reaches_the_real_feature(
+    variant, reaches_real
+):
+    config = tiny_config(variant)
+    nets, hp, state = setup(config)
+    s2 = at_step(state, hp.pre_steps)
+
+    @jax.jit
+    def grads_on_real_input(state, batch):
+        # d L_intra-term / d (R's real input): the real-feature path of Rext(x).
+        ctx = step_lib.prepare(nets, hp, state, batch)
+
+        def term(trunk_x, name):
+            ctx_x = dataclasses.replace(ctx, trunk_x=trunk_x)
+            return step_lib.recognizer_objective(ctx_x, state.r.params)[1][name]
+
+        return {
+            name: jax.grad(term)(ctx.trunk_x, f"loss/intra_{name}")
+            for name in ("real", "synthetic")
+        }
+
+    grads = grads_on_real_input(s2, random_batch(config))
+    assert np.any(grads["real"] != 0)  # The real/real distance always trains Rext(x).
+    if reaches_real:
+        assert np.any(grads["synthetic"] != 0)
+    else:  # RDBP (Eq. 18): Rext(x) is a fixed target of the real/synthetic distance.
+        assert np.all(grads["synthetic"] == 0)
+
+
+def test_fesr_real_renders_each_sample_itself_with_every_expression():
+    config = tiny_config("FESR_Real")
+    nets, hp, state = setup(config)
+    s2 = at_step(state, hp.pre_steps)
+    batch = random_batch(config)
+    k, b = nets.num_classes, config.train.batch_size
+
+    @jax.jit
+    def synthetic(state, batch):
+        ctx = step_lib.prepare(nets, hp, state, batch)
+        return ctx.fixed["x_pf"], ctx.y_pf, ctx.noise["v_pf"]
+
+    x_pf, y_pf, v_pf = synthetic(s2, batch)
+    assert x_pf.shape == (b * k, *batch["x"].shape[1:])
+    np.testing.assert_array_equal(y_pf, np.tile(np.arange(k), b))
+    gen, params = nets.generator, {"params": s2.g.params}
+    for i in (0, b - 1):  # G(x_i, u(c)) for the sample's own x_i, one sample at a time.
+        code = gen.apply(params, batch["x"][i : i + 1], method=gen.encode)
+        rows = slice(i * k, (i + 1) * k)
+        u = losses.expression_code(jnp.arange(k), v_pf[rows])
+        expected = gen.apply(params, jnp.repeat(code, k, axis=0), u, method=gen.decode)
+        np.testing.assert_allclose(x_pf[rows], expected, atol=2e-5)
 
 
 @pytest.mark.parametrize("variant", ["FESR_JL", "FESR_SL"])
@@ -164,6 +236,21 @@ def test_gating_resolves_by_platform_and_rejects_unknown_values():
     assert resolve("select", "tpu") and not resolve("cond", "cpu")
     with pytest.raises(ValueError, match=r"train\.gating='when'"):
         resolve("when", "cpu")
+
+
+@pytest.mark.parametrize("pre_epochs, max_epochs, decay_fraction", [(1, 4, 0.5), (3, 10, 0.9)])
+def test_baseline_r_rates_equal_the_stage_two_r_rates(pre_epochs, max_epochs, decay_fraction):
+    rates = {}
+    for variant in ("BASELINE", "FESR_JL"):
+        config = tiny_config(variant, pre_epochs=pre_epochs, max_epochs=max_epochs)
+        config.optim.decay_fraction = decay_fraction
+        hp = make_hparams(config, steps_per_epoch=3)
+        # R is updated at every step of BASELINE and at steps P_pre .. P_max - 1 of FESR_JL.
+        r_steps = np.arange(hp.pre_steps, hp.total_steps, dtype=np.int32)
+        rates[variant] = [float(hp.learning_rate_at(jnp.asarray(t))) for t in r_steps]
+    assert len(rates["BASELINE"]) == 3 * (max_epochs - pre_epochs)
+    assert rates["BASELINE"] == rates["FESR_JL"]
+    assert 0 < rates["FESR_JL"][-1] < rates["FESR_JL"][0]  # The decay falls in stage 2.
 
 
 def run_parallel(config, mode, num_devices, steps=3):
@@ -199,6 +286,29 @@ def test_one_and_four_devices_agree(shard_map_4):
     single = run_parallel(tiny_config(batch_size=8), "shard_map", 1)
     assert int(single[0].step) == 3
     assert_trees_close(single[0], shard_map_4[0], rtol=1e-3, atol=1e-5)
+
+
+def test_two_critic_updates_agree_on_one_and_four_devices(shard_map_4):
+    config = tiny_config(batch_size=8)
+    config.train.n_critic = 2
+    four = run_parallel(config, "shard_map", 4)
+    single = run_parallel(config, "shard_map", 1)
+    assert_trees_close(single[0], four[0], rtol=1e-3, atol=1e-5)
+    # The second critic update really ran.
+    assert not tree_equal(four[0].dimg.params, shard_map_4[0].dimg.params)
+
+
+def test_fesr_real_agrees_on_one_and_four_devices():
+    config = tiny_config("FESR_Real", batch_size=8)
+    four = run_parallel(config, "shard_map", 4)
+    single = run_parallel(config, "shard_map", 1)
+    assert "loss/intra" not in four[1] and "acc/r_synthetic" in four[1]
+    # FESR_Real's G gradient is sensitive to rounding (scaling G's initial parameters by
+    # 1 + 1e-7 moves its Adam moments by about 1% in three steps on one device), so each leaf is
+    # compared by its norm; a device-dependent x_pf changes R's and G's moments entirely.
+    for a, b in zip(jax.tree.leaves(single[0]), jax.tree.leaves(four[0]), strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.linalg.norm(a - b) <= 2e-2 * np.linalg.norm(b) + 1e-6
 
 
 def test_same_seed_is_bit_identical_and_other_seed_differs(shard_map_4):

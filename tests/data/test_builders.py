@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -171,13 +172,42 @@ def test_num_classes_mismatch(data_dir):
         pipeline.build_datasets(config, data_dir)
 
 
-def test_face_crop_keeps_shape(tmp_path, data_dir):
+def _face_frame(level: int) -> np.ndarray:
+    """An 80x120 frame with a bright 40x40 "face" at rows 20-60, columns 70-110 (off-centre)."""
+    image = np.full((80, 120), 30, np.uint8)
+    image[20:60, 70:110] = level
+    image[30:35, 80:100] = 0  # A feature inside the face, so the crop position shows.
+    return image
+
+
+def test_face_crop_cuts_the_detected_box(tmp_path, data_dir, monkeypatch):
     manual = tmp_path / "ck"
-    make_ck_tree(manual, {(5, 1): (3, 3), (6, 1): (3, 5)})
+    make_ck_tree(manual, {(5, 1): (3, 3)})
+    frames = sorted((manual / "cohn-kanade-images").rglob("*.png"))
+    levels = [150 + 30 * f for f in range(len(frames))]
+    for path, level in zip(frames, levels, strict=True):
+        assert cv2.imwrite(os.fspath(path), _face_frame(level))
+    peaks = []
+
+    def detect(gray, min_side):  # Stands for the cascade: the face at x 70, y 20, 40 x 40.
+        peaks.append(int(gray[40, 90]))
+        return [(70, 20, 40, 40)]
+
+    monkeypatch.setattr(preprocess, "_detector", lambda: detect)
+    box = (12, 62, 56, 56)  # The 40 px face grown by face_margin 0.2 on each side, same centre.
+    assert preprocess.detect_face(_face_frame(levels[-1]), margin=0.2) == box
     config = small_config(name="ck_plus", manual_dir=str(manual), crop_face=True)
     rows = _rows(config, data_dir)
-    assert len(rows) == 6 and all(r["image"].shape == (32, 32, 1) for r in rows)
-    assert np.isfinite(rows[0]["image"].mean())
+    assert peaks == [levels[-1]] * 2  # One detection per sequence, on its peak frame.
+    assert len(rows) == 3
+    for row, level in zip(rows, levels, strict=True):
+        frame = _face_frame(level)
+        face = preprocess.to_channels(preprocess.crop_and_resize(frame, 32, box), 1)
+        np.testing.assert_array_equal(row["image"], face)
+        # The face fills the middle with background at the corners; not the central square.
+        assert row["image"][16, 16, 0] == level and row["image"][0, 0, 0] == 30
+        square = preprocess.crop_and_resize(frame, 32, preprocess.central_box(frame))
+        assert not np.array_equal(row["image"], preprocess.to_channels(square, 1))
 
 
 def test_detect_face_finds_a_rendered_face():

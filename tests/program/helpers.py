@@ -1,6 +1,16 @@
-"""A tiny training config for program tests (32 px, narrow networks, 4 synthetic subjects)."""
+"""A tiny training config for program tests (32 px, narrow networks, 4 synthetic subjects), and
+the held-out evaluation of a finished run recomputed from its files."""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
 
 from configs import demo
+from fergan import train
+from fergan.data import pipeline
+from fergan.evaluation import evaluate as evaluation
 
 
 def tiny_config(variant: str = "FESR_JL", data_dir: str = ""):
@@ -16,4 +26,22 @@ def tiny_config(variant: str = "FESR_JL", data_dir: str = ""):
     config.train.eval_every = 0
     config.train.checkpoint_every = 4
     config.identity.pretrain = False
+    config.judge.kind = "none"  # The judge's own test trains one (tests/program/test_judge_eval).
     return config
+
+
+def recomputed_accuracy(workdir: str, config: ml_collections.ConfigDict | None = None) -> float:
+    """Held-out accuracy of the run in `workdir`, recomputed from its latest checkpoint: R's
+    predictions on the test split counted against the labels. `config` defaults to the run's
+    own `config.json`."""
+    if config is None:
+        with open(os.path.join(workdir, "config.json")) as f:
+            config = ml_collections.ConfigDict(json.load(f))
+    setup = train.Setup(config, workdir)
+    try:
+        state = setup.checkpoints.restore(setup.initial_state)[0]
+    finally:
+        setup.checkpoints.close()
+    test = pipeline.eval_arrays(setup.datasets, "test")
+    preds = evaluation.predict(setup.nets, state, test["x"], test["y"])["r_pred"]
+    return float(np.mean(preds == test["y"]))

