@@ -11,8 +11,10 @@ same seed can drift apart. `configure(True)` asks XLA for deterministic GPU code
 XLA:CPU compiles for the instruction set of the host: on a CPU with AVX-512 it picks other
 vector widths, summation orders and fused multiply-adds than on one with AVX2, so the same run
 gives other bits (docs/reproducibility.md has the measurements). `configure(..., cpu_isa="AVX2")`
-caps the code at that ISA (`--xla_cpu_max_isa`), which makes CPU results the same on every x86
-machine that has it. The config key `determinism.cpu_isa` sets it for `fergan.main`.
+caps the code at that ISA (`--xla_cpu_max_isa`) and turns off XLA's platform-dependent math
+(kernels, such as its convolution library's, that may pick another arithmetic on another CPU),
+which makes CPU results the same on every x86 machine with AVX2. The config key
+`determinism.cpu_isa` sets it for `fergan.main`.
 
 XLA reads XLA_FLAGS once, when the backend starts, so `configure` must run before the first
 JAX computation. Deterministic kernels can be slower. TPU and CPU ignore the GPU flags.
@@ -38,6 +40,10 @@ DETERMINISTIC_XLA_FLAGS = (
 )
 # x86 values of --xla_cpu_max_isa, oldest first. AVX2 (Haswell, 2013, and every later x86-64
 # server CPU) is the portable choice.
+# XLA documents the flag as allowing "calculations producing platform-dependent results"; off,
+# its convolution/dot library is asked for consistent arithmetic across CPUs. It changes bits
+# even under an ISA cap, so the cap alone does not pin them.
+CONSISTENT_MATH_FLAG = "--xla_cpu_enable_platform_dependent_math=false"
 CPU_ISAS = ("SSE4_2", "AVX", "AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX", "AMX_FP16")
 PORTABLE_CPU_ISA = "AVX2"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
@@ -65,8 +71,8 @@ def _with_flags(current: str, wanted: tuple[str, ...]) -> str:
 
 
 def cpu_isa_flags(cpu_isa: str) -> tuple[str, ...]:
-    """XLA flags that cap XLA:CPU's code at `cpu_isa` (one of CPU_ISAS, any case); '' = none,
-    compile for this host's own ISA.
+    """XLA flags that cap XLA:CPU's code at `cpu_isa` (one of CPU_ISAS, any case) and turn off
+    its platform-dependent math; '' = none, compile for this host as it is.
 
     Raises:
       ValueError: an unknown ISA name.
@@ -79,7 +85,7 @@ def cpu_isa_flags(cpu_isa: str) -> tuple[str, ...]:
             f"determinism.cpu_isa={cpu_isa!r} is unknown; allowed: '' (this host), "
             f"{', '.join(CPU_ISAS)} ({PORTABLE_CPU_ISA} runs the same on any recent x86 CPU)."
         )
-    return (f"--xla_cpu_max_isa={isa}",)
+    return (f"--xla_cpu_max_isa={isa}", CONSISTENT_MATH_FLAG)
 
 
 def configure(deterministic: bool, cpu_isa: str = "") -> str:
@@ -150,11 +156,16 @@ def _xla_flag(xla_flags: str, name: str) -> str | None:
 
 
 def settings_in_force(xla_flags: str) -> dict:
-    """The determinism settings that `xla_flags` puts in force: GPU determinism, and the CPU
-    ISA cap (None: XLA:CPU compiles for the host, so bits depend on its CPU)."""
+    """The determinism settings that `xla_flags` puts in force: GPU determinism, the CPU ISA
+    cap (None: XLA:CPU compiles for the host, so bits depend on its CPU), and whether XLA:CPU
+    may use platform-dependent math."""
     return {
         "deterministic": all(flag in xla_flags.split() for flag in DETERMINISTIC_XLA_FLAGS),
         "cpu_isa": _xla_flag(xla_flags, "xla_cpu_max_isa"),
+        "cpu_platform_dependent_math": _xla_flag(
+            xla_flags, "xla_cpu_enable_platform_dependent_math"
+        )
+        not in ("false", "0"),
     }
 
 

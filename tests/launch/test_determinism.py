@@ -65,11 +65,14 @@ def test_configure_refuses_once_the_backend_runs(monkeypatch):
 
 def test_cpu_isa_names_the_cap_and_rejects_unknown_isas(monkeypatch):
     assert determinism.cpu_isa_flags("") == ()
-    assert determinism.cpu_isa_flags("avx2") == ("--xla_cpu_max_isa=AVX2",)
+    assert determinism.cpu_isa_flags("avx2") == (
+        "--xla_cpu_max_isa=AVX2", determinism.CONSISTENT_MATH_FLAG
+    )  # fmt: skip
     with pytest.raises(ValueError, match=r"determinism\.cpu_isa='avx3' is unknown"):
         determinism.cpu_isa_flags("avx3")
     # In force only when XLA_FLAGS carries the cap (the backend has started: no change now).
-    monkeypatch.setenv("XLA_FLAGS", f"{OTHER_FLAG} --xla_cpu_max_isa=AVX2")
+    switch = " ".join(determinism.cpu_isa_flags("AVX2"))
+    monkeypatch.setenv("XLA_FLAGS", f"{OTHER_FLAG} {switch}")
     determinism.check_cpu_isa("AVX2")
     assert determinism.configure(False, "AVX2") == os.environ["XLA_FLAGS"]
     with pytest.raises(ValueError, match=r"determinism\.cpu_isa='AVX512' is not in force"):
@@ -77,8 +80,11 @@ def test_cpu_isa_names_the_cap_and_rejects_unknown_isas(monkeypatch):
     with pytest.raises(RuntimeError, match="--xla_cpu_max_isa=AVX512"):
         determinism.configure(False, "AVX512")
     assert determinism.settings_in_force(os.environ["XLA_FLAGS"]) == {
-        "deterministic": False, "cpu_isa": "AVX2"
+        "deterministic": False, "cpu_isa": "AVX2", "cpu_platform_dependent_math": False
     }  # fmt: skip
+    # The cap alone is not the switch.
+    with pytest.raises(ValueError, match="enable_platform_dependent_math=false"):
+        determinism.check_cpu_isa("AVX2", "--xla_cpu_max_isa=AVX2")
 
 
 def test_cpu_record_reads_x86_and_arm_cpuinfo():
@@ -97,7 +103,7 @@ def test_environment_record_has_every_key():
     assert set(record) >= {
         "versions", "xla_version", "platform_version", "python", "backend", "device_kinds",
         "device_count", "local_device_count", "process_count", "process_index", "xla_flags",
-        "deterministic", "cpu_isa", "cpu",
+        "deterministic", "cpu_isa", "cpu_platform_dependent_math", "cpu",
     }  # fmt: skip
     assert set(record["versions"]) >= {"jax", "jaxlib", "flax", "optax", "orbax-checkpoint"}
     assert record["versions"]["jax"] == jax.__version__
@@ -130,22 +136,26 @@ def compared(path_a, path_b) -> dict:
 
 
 def test_cpu_isa_switch_gives_the_same_bits_under_two_isa_caps(tmp_path):
-    # Two machines on one host: this CPU's own ISA (AVX-512 here), and a CPU capped at AVX2.
-    # XLA reads the cap once per process, hence one process per run.
+    # Two machines on one host: this CPU as it is (AVX-512 here), and a CPU capped at AVX2;
+    # each without and with the switch. XLA reads its flags once per process: one run each.
+    avx2_machine = "--xla_cpu_max_isa=AVX2"
     runs = {
         "host": ("", ""),
-        "avx2_machine": ("--xla_cpu_max_isa=AVX2", ""),
+        "avx2_machine": (avx2_machine, ""),
         "host_with_switch": ("", determinism.PORTABLE_CPU_ISA),
+        "avx2_machine_with_switch": (avx2_machine, determinism.PORTABLE_CPU_ISA),
     }
     started = {
         name: train_in_subprocess(tmp_path / f"{name}.npz", flags, isa)
         for name, (flags, isa) in runs.items()
     }
     settings = {name: finished(process) for name, process in started.items()}
-    assert settings["host"]["cpu_isa"] is None
-    assert settings["host_with_switch"]["cpu_isa"] == settings["avx2_machine"]["cpu_isa"] == "AVX2"
-    # With the switch the host computes what the AVX2 machine computes, to the bit ...
-    same = compared(tmp_path / "host_with_switch.npz", tmp_path / "avx2_machine.npz")
+    assert settings["host"]["cpu_isa"] is None and settings["host"]["cpu_platform_dependent_math"]
+    for name in ("host_with_switch", "avx2_machine_with_switch"):
+        assert settings[name]["cpu_isa"] == "AVX2", name
+        assert not settings[name]["cpu_platform_dependent_math"], name
+    # With the switch both machines compute the same bits ...
+    same = compared(tmp_path / "host_with_switch.npz", tmp_path / "avx2_machine_with_switch.npz")
     assert same["identical"] and same["max_ulp"] == 0 and same["leaves"] == 11
     # ... without it, each compiles for its own ISA: the parameters differ by rounding (far less
     # than one learning-rate step, 1e-3). An AVX2-only host has nothing to differ from.
