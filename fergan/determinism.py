@@ -40,12 +40,12 @@ DETERMINISTIC_XLA_FLAGS = (
 )
 # x86 values of --xla_cpu_max_isa, oldest first. AVX2 (Haswell, 2013, and every later x86-64
 # server CPU) is the portable choice.
+CPU_ISAS = ("SSE4_2", "AVX", "AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX", "AMX_FP16")
+PORTABLE_CPU_ISA = "AVX2"
 # XLA documents the flag as allowing "calculations producing platform-dependent results"; off,
 # its convolution/dot library is asked for consistent arithmetic across CPUs. It changes bits
 # even under an ISA cap, so the cap alone does not pin them.
 CONSISTENT_MATH_FLAG = "--xla_cpu_enable_platform_dependent_math=false"
-CPU_ISAS = ("SSE4_2", "AVX", "AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX", "AMX_FP16")
-PORTABLE_CPU_ISA = "AVX2"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 # /proc/cpuinfo flags that name SIMD and arithmetic extensions a compiler may use.
 _ISA_FLAG = re.compile(r"^(sse|ssse3|avx|fma|f16c|amx|bmi|popcnt|abm|movbe|aes|pclmul|vpclmul|"
