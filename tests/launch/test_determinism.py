@@ -114,7 +114,7 @@ def test_environment_record_has_every_key():
     json.dumps(record)  # Serializable as it is, e.g. into summary.json.
 
 
-def train_in_subprocess(out_path, machine_flags: str, cpu_isa: str) -> dict:
+def train_in_subprocess(out_path, machine_flags: str, cpu_isa: str) -> subprocess.Popen:
     """Start tests/launch/isa_driver.py on a simulated machine (`machine_flags`: its own ISA
     cap in XLA_FLAGS, '' = this host) with the config switch `cpu_isa`."""
     return subprocess.Popen(
@@ -125,12 +125,14 @@ def train_in_subprocess(out_path, machine_flags: str, cpu_isa: str) -> dict:
 
 
 def finished(process) -> dict:
+    """The settings in force that a driver process printed, once it exited cleanly."""
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-2000:]
     return json.loads(out.strip().splitlines()[-1])
 
 
 def compared(path_a, path_b) -> dict:
+    """compare_runs' report on the parameters two driver processes saved."""
     with np.load(path_a) as a, np.load(path_b) as b:
         return compare_runs.compare_part(dict(a), dict(b), params_prefix="")
 
