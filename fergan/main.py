@@ -257,7 +257,7 @@ def main(argv):
     log_path = None
     try:
         # Both must act before anything starts the JAX backend.
-        determinism.configure_from_flags()
+        determinism.configure_from_flags(cpu_isa=_CONFIG.value.determinism.cpu_isa)
         distributed.initialize_from_flags()
         check_mode_inputs(_CONFIG.value, workdir, _MODE.value)
         os.makedirs(workdir, exist_ok=True)

@@ -6,17 +6,26 @@ Usage:
 Restores the latest checkpoint of each run (or step N of both; --best: the best checkpoints)
 as a plain tree of arrays, without the config, and reports for each part of the training state
 (g, dimg, dz, r, identity, step, rng) the largest absolute difference, also over the parameters
-alone, and whether the two are bit-identical; then the difference of every metric in the two
-summary.json files ('eval', 'train_last_step'). Prints a table, then the same report as one
-JSON line. Exit status 0 whatever the differences; 2 when a workdir or checkpoint is missing.
+alone, the largest difference in ULPs (units in the last place: how many floats lie between
+the two values), and whether the two are bit-identical; then the difference of every metric in
+the two summary.json files ('eval', 'train_last_step'). When the states differ it also finds
+where the runs first part: the first checkpoint step both kept at which they differ, and the
+first logged step at which their TensorBoard scalars differ, with the networks and ULPs there.
+Rounding (another CPU, another device count) starts as a few ULPs and grows with training; a
+real change (seed, data, code) differs from the first step by far more.
+
+Prints a table, then the same report as one JSON line. Exit status 0 whatever the
+differences; 2 when a workdir or checkpoint is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
+import struct
 import sys
 
 import numpy as np
@@ -26,6 +35,8 @@ STATE_KEYS = ("g", "dimg", "dz", "r", "identity", "step", "rng")
 # state), the whole part (the frozen identity network), or nowhere (step, rng).
 PARAMS_PREFIX = {"g": "params", "dimg": "params", "dz": "params", "r": "params", "identity": ""}
 METRIC_SECTIONS = ("eval", "train_last_step")
+# TensorBoard scalars that follow the computation (not wall time such as 'steps_per_sec').
+SCALAR_PREFIXES = ("train/", "eval/")
 
 
 class MissingRunError(Exception):
@@ -44,17 +55,31 @@ def _manager(folder: str):
     )
 
 
+def _checkpoint_folder(workdir: str, best: bool) -> str:
+    if not os.path.isdir(workdir):
+        raise MissingRunError(f"{workdir}: no such run folder.")
+    folder = os.path.abspath(os.path.join(workdir, "best" if best else "checkpoints"))
+    if not os.path.isdir(folder):
+        raise MissingRunError(f"{workdir}: no checkpoints ({folder} does not exist).")
+    return folder
+
+
+def checkpoint_steps(workdir: str, best: bool = False) -> list[int]:
+    """The steps of the complete checkpoints of `workdir` (or of <workdir>/best), ascending."""
+    manager = _manager(_checkpoint_folder(workdir, best))
+    try:
+        return sorted(manager.all_steps())
+    finally:
+        manager.close()
+
+
 def restore_raw(workdir: str, step: int | None = None, best: bool = False) -> tuple[int, dict]:
     """(step, {'state': nested dict of numpy arrays, 'data': iterator state}) of a checkpoint of
     `workdir` (latest, `step`, or with `best` the one in <workdir>/best)."""
     import jax
     import orbax.checkpoint as ocp
 
-    if not os.path.isdir(workdir):
-        raise MissingRunError(f"{workdir}: no such run folder.")
-    folder = os.path.abspath(os.path.join(workdir, "best" if best else "checkpoints"))
-    if not os.path.isdir(folder):
-        raise MissingRunError(f"{workdir}: no checkpoints ({folder} does not exist).")
+    folder = _checkpoint_folder(workdir, best)
     manager = _manager(folder)
     try:
         steps = manager.all_steps()
@@ -107,14 +132,34 @@ def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(diff))
 
 
+def max_ulp_diff(a: np.ndarray, b: np.ndarray) -> int:
+    """Largest distance between a and b counted in floats representable between them (units in
+    the last place; 0 = equal bits or +0/-0; NaNs are left out, _max_abs_diff shows them). 1-2
+    ULPs is rounding; a real change is thousands or millions. 0 for non-float arrays."""
+    if a.size == 0 or a.dtype.kind != "f":
+        return 0
+    bits = np.dtype(f"int{8 * a.dtype.itemsize}")
+
+    def ordered(x):
+        # IEEE floats of one sign are ordered like their bit patterns; mirror the negatives so
+        # that every float maps to an integer in float order (-0 and +0 both to 0).
+        i = x.view(bits).astype(np.int64)
+        return np.where(i < 0, np.iinfo(bits).min - i, i)
+
+    keep = ~(np.isnan(a) | np.isnan(b))
+    if not keep.any():
+        return 0
+    return int(np.max(np.abs(ordered(a[keep]) - ordered(b[keep]))))
+
+
 def compare_part(a, b, params_prefix: str | None = "params") -> dict:
     """Differences between two subtrees: leaf count, max |a-b| over all leaves and over the
-    parameter leaves (paths under `params_prefix`; '' = all, None = none), whether every leaf
-    is bit-identical, and the paths that cannot be compared (present in one only, or of another
-    shape or dtype)."""
+    parameter leaves (paths under `params_prefix`; '' = all, None = none), the largest
+    difference in ULPs over all float leaves, whether every leaf is bit-identical, and the paths
+    that cannot be compared (present in one only, or of another shape or dtype)."""
     la, lb = _leaves(a), _leaves(b)
     mismatched = sorted(set(la) ^ set(lb))
-    max_all, max_params, identical = 0.0, None, not mismatched
+    max_all, max_params, max_ulp, identical = 0.0, None, 0, not mismatched
     for path in sorted(set(la) & set(lb)):
         x, y = la[path], lb[path]
         if x.shape != y.shape or x.dtype != y.dtype:
@@ -125,6 +170,7 @@ def compare_part(a, b, params_prefix: str | None = "params") -> dict:
         same = x.tobytes() == y.tobytes()
         identical = identical and same
         max_all = max(max_all, d)
+        max_ulp = max(max_ulp, max_ulp_diff(x, y))
         if params_prefix is not None and (
             not params_prefix or path == params_prefix or path.startswith(params_prefix + "/")
         ):
@@ -133,9 +179,107 @@ def compare_part(a, b, params_prefix: str | None = "params") -> dict:
         "leaves": len(la),
         "max_abs_diff": max_all,
         "params_max_abs_diff": max_params,
+        "max_ulp": max_ulp,
         "identical": identical,
         "mismatched": mismatched,
     }
+
+
+def compare_states(state_a: dict, state_b: dict) -> dict:
+    """compare_part for each part of two restored training states (STATE_KEYS first)."""
+    keys = [k for k in STATE_KEYS if k in state_a or k in state_b]
+    keys += sorted((set(state_a) | set(state_b)) - set(STATE_KEYS))
+    return {
+        k: compare_part(state_a.get(k, {}), state_b.get(k, {}), PARAMS_PREFIX.get(k)) for k in keys
+    }
+
+
+def checkpoint_divergence(workdir_a: str, workdir_b: str) -> dict | None:
+    """Where two runs' checkpoints first differ: at 'step' (the first step both kept whose
+    states differ), after 'last_same' (the step before it where they agree; None when the first
+    common checkpoint differs already), in 'networks' (the parts that differ), by 'max_ulp'.
+    None when every common checkpoint agrees."""
+    common = sorted(set(checkpoint_steps(workdir_a)) & set(checkpoint_steps(workdir_b)))
+    last_same = None
+    for step in common:
+        parts = compare_states(restore_raw(workdir_a, step)[1]["state"],
+                               restore_raw(workdir_b, step)[1]["state"])  # fmt: skip
+        differ = {name: p for name, p in parts.items() if not p["identical"]}
+        if differ:
+            return {
+                "step": step,
+                "last_same": last_same,
+                "networks": sorted(differ),
+                "max_ulp": max(p["max_ulp"] for p in differ.values()),
+            }
+        last_same = step
+    return None
+
+
+def _records(path: str):
+    """The records of a TFRecord file (TensorBoard's event files); CRCs are not checked."""
+    with open(path, "rb") as f:
+        while header := f.read(12):  # uint64 length, uint32 CRC of the length.
+            (length,) = struct.unpack("<Q", header[:8])
+            data = f.read(length)
+            f.read(4)  # CRC of the data.
+            yield data
+
+
+def read_scalars(workdir: str) -> dict[str, dict[int, np.ndarray]]:
+    """{tag: {step: value}} of the SCALAR_PREFIXES scalars in `workdir`'s event files, each
+    value a numpy scalar of the type it was written with."""
+    from tensorboard.compat.proto import event_pb2, types_pb2
+
+    dtypes = {types_pb2.DT_FLOAT: np.float32, types_pb2.DT_DOUBLE: np.float64}
+    scalars = {}
+    for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
+        for record in _records(path):
+            event = event_pb2.Event.FromString(record)
+            for value in event.summary.value:
+                if not value.tag.startswith(SCALAR_PREFIXES):
+                    continue
+                if value.HasField("tensor") and value.tensor.dtype in dtypes:
+                    dtype = dtypes[value.tensor.dtype]
+                    tensor = value.tensor
+                    vals = np.frombuffer(tensor.tensor_content, dtype) if tensor.tensor_content \
+                        else np.asarray(tensor.float_val or tensor.double_val, dtype)  # fmt: skip
+                    number = vals.reshape(-1)[0]
+                else:
+                    number = np.float32(value.simple_value)
+                scalars.setdefault(value.tag, {})[int(event.step)] = number
+    return scalars
+
+
+def tag_network(tag: str) -> str | None:
+    """The network a scalar is about when its name says so ('train/loss/dimg_adv' -> 'dimg')."""
+    head = tag.rsplit("/", 1)[-1].split("_", 1)[0]
+    return head if head in PARAMS_PREFIX else None
+
+
+def scalar_divergence(scalars_a: dict, scalars_b: dict) -> dict | None:
+    """The first logged step at which two runs' common scalars differ: 'step', 'last_same'
+    (the logged step before it), 'tags' that differ there, the 'networks' they name, and
+    'max_ulp'. None when every common scalar agrees."""
+    by_step = {}
+    for tag in set(scalars_a) & set(scalars_b):
+        for step in set(scalars_a[tag]) & set(scalars_b[tag]):
+            a, b = np.asarray(scalars_a[tag][step]), np.asarray(scalars_b[tag][step])
+            by_step.setdefault(step, {})[tag] = (a, b)
+    last_same = None
+    for step in sorted(by_step):
+        differ = {t: ab for t, ab in by_step[step].items() if ab[0].tobytes() != ab[1].tobytes()}
+        if differ:
+            networks = {tag_network(t) for t in differ} - {None}
+            return {
+                "step": step,
+                "last_same": last_same,
+                "tags": sorted(differ),
+                "networks": sorted(networks),
+                "max_ulp": max(max_ulp_diff(a, b) for a, b in differ.values()),
+            }
+        last_same = step
+    return None
 
 
 def _read_summary(workdir: str) -> dict | None:
@@ -170,10 +314,8 @@ def compare_runs(workdir_a: str, workdir_b: str, step: int | None = None, best: 
     """The full report (a dict) of two runs; raises MissingRunError."""
     step_a, run_a = restore_raw(workdir_a, step, best)
     step_b, run_b = restore_raw(workdir_b, step, best)
-    sa, sb = run_a["state"], run_b["state"]
-    keys = [k for k in STATE_KEYS if k in sa or k in sb]
-    keys += sorted((set(sa) | set(sb)) - set(STATE_KEYS))
-    parts = {k: compare_part(sa.get(k, {}), sb.get(k, {}), PARAMS_PREFIX.get(k)) for k in keys}
+    parts = compare_states(run_a["state"], run_b["state"])
+    identical = all(p["identical"] for p in parts.values())
     summary_a, summary_b = _read_summary(workdir_a), _read_summary(workdir_b)
     notes = []
     if step_a != step_b:
@@ -186,9 +328,16 @@ def compare_runs(workdir_a: str, workdir_b: str, step: int | None = None, best: 
         "b": os.path.abspath(workdir_b),
         "step_a": step_a,
         "step_b": step_b,
-        "identical": all(p["identical"] for p in parts.values()),
+        "identical": identical,
         "data_state_identical": run_a["data"] == run_b["data"],
         "networks": parts,
+        # Only when they differ: reading every checkpoint and event file takes a while.
+        "divergence": None
+        if identical
+        else {
+            "checkpoints": checkpoint_divergence(workdir_a, workdir_b),
+            "scalars": scalar_divergence(read_scalars(workdir_a), read_scalars(workdir_b)),
+        },
         "metrics": compare_metrics(summary_a, summary_b),
         "notes": notes,
     }
@@ -207,23 +356,40 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
+def _divergence_line(source: str, found: dict | None) -> str:
+    """One line: where the runs first differ according to `source`."""
+    if found is None:
+        return f"First difference ({source}): none where both runs have values"
+    where = "the first common one" if found["last_same"] is None else (
+        f"same at step {found['last_same']}")  # fmt: skip
+    what = ", ".join(found.get("tags") or found["networks"])
+    networks = f" (networks: {', '.join(found['networks'])})" if found.get("tags") else ""
+    return (
+        f"First difference ({source}): step {found['step']} ({where}), in {what}{networks}, "
+        f"up to {found['max_ulp']} ULPs"
+    )
+
+
 def format_report(report: dict) -> str:
     """The report as readable text (tables of the state parts and the metrics)."""
     lines = [f"A: {report['a']} (step {report['step_a']})"]
     lines.append(f"B: {report['b']} (step {report['step_b']})")
     lines.append("")
-    rows = [("part", "leaves", "max|a-b|", "params max|a-b|", "bit-identical")]
+    rows = [("part", "leaves", "max|a-b|", "params max|a-b|", "max ULPs", "bit-identical")]
     for name, p in report["networks"].items():
         same = "yes" if p["identical"] else "no"
         if p["mismatched"]:
             same += f" ({len(p['mismatched'])} leaves differ in shape/dtype/presence)"
         rows.append(
-            (name, str(p["leaves"]), _num(p["max_abs_diff"]), _num(p["params_max_abs_diff"]), same)
-        )
+            (name, str(p["leaves"]), _num(p["max_abs_diff"]), _num(p["params_max_abs_diff"]),
+             str(p["max_ulp"]), same)
+        )  # fmt: skip
     lines += _table(rows)
     lines.append(f"All state bit-identical: {'yes' if report['identical'] else 'no'}")
     same_data = "yes" if report["data_state_identical"] else "no"
     lines.append(f"Data iterator state identical: {same_data}")
+    for source, found in (report["divergence"] or {}).items():
+        lines.append(_divergence_line(source, found))
     rows = [("metric", "a", "b", "b-a")]
     for section, metrics in report["metrics"].items():
         for name, m in metrics.items():

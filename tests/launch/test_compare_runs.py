@@ -12,16 +12,20 @@ from tests.program.helpers import tiny_config
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Three tiny BASELINE runs (the cheapest to compile): seed 0 twice, seed 1 once, on the
-    same data; 5 steps, checkpoints at steps 4 and 5."""
+    """Tiny BASELINE runs (the cheapest to compile) on the same data: seed 0 twice, seed 1 once,
+    and 'd': seed 0 stopped at step 4, then resumed with another learning rate; 5 steps,
+    checkpoints at steps 4 and 5, scalars logged at steps 2, 4 and 5."""
     root = tmp_path_factory.mktemp("compare")
     data_dir = str(root / "tfds")
     folders = {}
-    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1), ("d", 0)):
         config = tiny_config("BASELINE", data_dir=data_dir)
         config.seed = seed
-        config.data.synthetic_seed = 0  # One dataset for all three.
+        config.data.synthetic_seed = 0  # One dataset for all four.
         folders[name] = str(root / name)
+        if name == "d":
+            train.train_and_evaluate(config, folders[name], stop_after=4)
+            config.optim.learning_rate *= 2
         train.train_and_evaluate(config, folders[name])
     return folders
 
@@ -41,9 +45,12 @@ def test_same_seed_is_bit_identical(runs, capsys):
     assert set(report["networks"]) == set(compare_runs.STATE_KEYS)
     for name, part in report["networks"].items():
         assert part["identical"] and part["max_abs_diff"] == 0.0 and not part["mismatched"], name
+        assert part["max_ulp"] == 0, name
+    assert report["divergence"] is None
     for section in ("eval", "train_last_step"):
         assert report["metrics"][section]
-        assert all(m["diff"] == 0 for m in report["metrics"][section].values())
+        # Equal numbers, or None in both (metrics this run does not compute).
+        assert all(m["a"] == m["b"] for m in report["metrics"][section].values())
     assert "All state bit-identical: yes" in text
 
 
@@ -56,6 +63,36 @@ def test_another_seed_differs(runs, capsys):
     assert report["networks"]["step"]["identical"]
     assert not report["networks"]["rng"]["identical"]
     assert "All state bit-identical: no" in text
+    # Another seed: apart from the first checkpoint and the first logged step on.
+    divergence = report["divergence"]
+    assert divergence["checkpoints"]["step"] == 4 and divergence["checkpoints"]["last_same"] is None
+    assert divergence["scalars"]["step"] == 2 and divergence["scalars"]["last_same"] is None
+
+
+def test_a_run_that_parts_midway_names_the_step_and_the_network(runs, capsys):
+    code, text, report = report_of(capsys, runs["a"], runs["d"])
+    assert code == 0 and not report["identical"]
+    by_checkpoint = report["divergence"]["checkpoints"]
+    assert by_checkpoint["step"] == 5 and by_checkpoint["last_same"] == 4
+    # BASELINE trains R alone: the learning rate reaches nothing else.
+    assert by_checkpoint["networks"] == ["r"] and by_checkpoint["max_ulp"] > 0
+    by_scalars = report["divergence"]["scalars"]
+    assert by_scalars["step"] == 5 and by_scalars["last_same"] == 4
+    # Step 5's losses come from the parameters of step 4, the same in both: only the rate shows.
+    assert by_scalars["tags"] == ["train/lr"] and by_scalars["networks"] == []
+    assert "First difference (checkpoints): step 5 (same at step 4), in r, up to" in text
+
+
+def test_max_ulp_diff_counts_floats_between_values():
+    one = np.float32([1.0, -1.0, 0.0])
+    assert compare_runs.max_ulp_diff(one, one) == 0
+    assert compare_runs.max_ulp_diff(one, np.nextafter(one, np.float32(2))) == 1
+    tiny = np.float32([1e-45])  # The smallest subnormal: one float either side of zero.
+    assert compare_runs.max_ulp_diff(tiny, -tiny) == 2
+    assert compare_runs.max_ulp_diff(np.float32([0.0]), np.float32([-0.0])) == 0
+    assert compare_runs.max_ulp_diff(np.float32([1.0]), np.float32([2.0])) == 2**23
+    assert compare_runs.max_ulp_diff(np.float64([1.0]), np.float64([1.0 + 2**-51])) == 2
+    assert compare_runs.max_ulp_diff(np.array([1, 2]), np.array([1, 3])) == 0  # Not floats.
 
 
 def test_a_chosen_step(runs, capsys):
