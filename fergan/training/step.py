@@ -4,6 +4,8 @@ Order: Dz step, Dimg step, R step (stage 2), G step, each seeing the latest para
 generator's forward pass (and the frozen LightCNN passes downstream of it) is computed once with
 `jax.vjp`: the discriminator and R steps use its outputs as constants, and the G step pulls its
 loss gradient back through the saved VJP, because G's parameters do not change before the G step.
+R's own trunk (`recognizer.trunk` 'finetune') changes in the R step, so its passes are made in
+R's and G's objectives instead (`StepContext.r_trunk_real`, `r_trunk_pf`).
 
 Data parallelism: the body reduces gradients and metrics with `lax.pmean` over `axis_name` and
 draws every random number per sample from the sample's global index, so the result does not
