@@ -97,6 +97,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.prefetch = 8  # grain prefetch buffer (batches) per process.
     config.data.worker_buffer_size = 2  # Batches buffered per grain worker process.
 
+    config.recognizer = ml_collections.ConfigDict()
+    # R's LightCNN trunk (conv1..pool3): 'frozen' = the identity network's own, never trained
+    # (the paper, Table II); 'finetune' = R trains its own copy, initialised from the identity
+    # network's trunk, with L_R (a departure from the paper; L_id keeps the frozen network).
+    config.recognizer.trunk = "frozen"
+
     config.identity = ml_collections.ConfigDict()
     config.identity.pretrain = False  # train: first run pretrain_identity when weights are unset.
     config.identity.weights = ""  # Orbax dir of LightCNN-29 params ('' = untrained identity).

@@ -42,7 +42,7 @@ def peak_bytes(compiled) -> int:
 
 def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     """Time the training iteration per stage; returns one result dict per stage."""
-    nets = build_networks(config.model)
+    nets = build_networks(config.model, recognizer_trunk=config.recognizer.trunk)
     # One "epoch" per step, so P_pre / P_max in epochs map to the benchmark's stage boundary.
     config = config.copy_and_resolve_references()
     config.train.pre_epochs = _PRE_STEPS

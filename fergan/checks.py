@@ -29,7 +29,10 @@ RESUME_KEYS = (
     "model.latent_dim",
     "model.num_classes",
     "model.lightcnn_classes",
+    "recognizer.trunk",
 )
+# Values of RESUME_KEYS that workdirs written before the key existed ran with.
+RESUME_DEFAULTS = {"recognizer.trunk": "frozen"}
 REPLICA_DATA = ("shared", "per_replica")
 CONFIG_FILE = "config.json"
 
@@ -50,7 +53,9 @@ def flat_config(config: ml_collections.ConfigDict | dict) -> dict:
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Every config key that can be checked without data, each error naming its key."""
     variant = get_variant(config.variant)
-    build_networks(config.model, variant.use_dimg_cls, config.identity.version)
+    build_networks(
+        config.model, variant.use_dimg_cls, config.identity.version, config.recognizer.trunk
+    )
     if config.model.image_size not in (32, 64, 128):
         raise ValueError(f"model.image_size={config.model.image_size} must be 32, 64 or 128.")
     if int(config.identity.version) not in (1, 2):
@@ -100,9 +105,10 @@ def check_same_shapes(config: ml_collections.ConfigDict, workdir: str) -> None:
         return
     new = flat_config(config)
     for key in RESUME_KEYS:
-        if saved.get(key) != new.get(key):
+        old = saved.get(key, RESUME_DEFAULTS.get(key))
+        if old != new.get(key):
             raise ValueError(
-                f"{workdir} holds a run with {key}={saved.get(key)!r}; this config has "
+                f"{workdir} holds a run with {key}={old!r}; this config has "
                 f"{key}={new.get(key)!r}, which changes the checkpoint shapes. Use a new "
                 f"--workdir or the same {key}."
             )

@@ -106,7 +106,10 @@ class Setup:
         self.steps_per_epoch = pipeline.steps_per_epoch(config, self.datasets)
         self.hp = make_hparams(config, self.steps_per_epoch)
         self.nets: Networks = build_networks(
-            config.model, self.variant.use_dimg_cls, config.identity.version
+            config.model,
+            self.variant.use_dimg_cls,
+            config.identity.version,
+            config.recognizer.trunk,
         )
         identity = identity_weights.identity_params_for(config, self.nets, workdir)
         self.num_replicas = int(config.num_replicas)

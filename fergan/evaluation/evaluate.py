@@ -7,18 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from fergan import losses
-from fergan.models import LightCNN29, to_lightcnn_input
 from fergan.training.networks import Networks
-from fergan.training.state import TrainState
+from fergan.training.state import TrainState, r_head_params, r_trunk_params, recognizer_trunk
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _evaluate_batch(nets: Networks, state: TrainState, x, y, off_value: float):
     """Per-example outputs on one batch: R logits and features, Dimg logits, |x - x_rec|."""
-    trunk = nets.identity.apply(
-        {"params": state.identity}, to_lightcnn_input(x), method=LightCNN29.trunk
+    trunk = recognizer_trunk(nets, r_trunk_params(nets, state.r.params, state.identity), x)
+    features, r_logits = nets.recognizer.apply(
+        {"params": r_head_params(nets, state.r.params)}, trunk
     )
-    features, r_logits = nets.recognizer.apply({"params": state.r.params}, trunk)
     _, d_logits = nets.dimg.apply({"params": state.dimg.params}, x)
     # Reconstruction with the face's own expression at apex (inference form of u).
     u = losses.inference_code(y, jnp.ones(y.shape), nets.num_classes, off_value)

@@ -1,8 +1,9 @@
 """Recognition network R = Rcls(Rext(x)), Table II.
 
 The LightCNN trunk of Rext is frozen and its parameters live with the identity network, outside
-every optimizer; this module holds only R's trainable part: the Rext head on the trunk output and
-Rcls.
+every optimizer (the paper); this module holds only R's head: the Rext head on the trunk output
+and Rcls. With `recognizer.trunk` 'finetune' R trains its own copy of the trunk beside this head
+(`fergan.training.state.r_trunk_params`).
 """
 
 import flax.linen as nn

@@ -11,7 +11,11 @@ from fergan.models.layers import num_halvings
 
 @dataclasses.dataclass(frozen=True)
 class Networks:
-    """Module definitions (no parameters): G, Dimg, Dz, the frozen LightCNN-29 and R's head."""
+    """Module definitions (no parameters): G, Dimg, Dz, the frozen LightCNN-29 and R's head.
+
+    `finetune_trunk`: R trains its own copy of the LightCNN trunk (`recognizer.trunk`
+    'finetune'); False = R runs on the frozen identity network's trunk (the paper).
+    """
 
     generator: Generator
     dimg: Dimg
@@ -23,16 +27,22 @@ class Networks:
     latent_dim: int
     num_classes: int
     inference_off_value: float = 0.5  # u at inference: intensity of the other classes.
+    finetune_trunk: bool = False
 
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+RECOGNIZER_TRUNKS = ("frozen", "finetune")
 
 
 def build_networks(
-    model: ml_collections.ConfigDict, with_dimg_cls: bool = True, lightcnn_version: int = 2
+    model: ml_collections.ConfigDict,
+    with_dimg_cls: bool = True,
+    lightcnn_version: int = 2,
+    recognizer_trunk: str = "frozen",
 ) -> Networks:
     """Instantiate every network from `config.model` (validated); `lightcnn_version` is
-    `config.identity.version` (the layout of the identity network's weights).
+    `config.identity.version` (the layout of the identity network's weights) and
+    `recognizer_trunk` is `config.recognizer.trunk` (one of RECOGNIZER_TRUNKS).
 
     `model.compute_dtype` "bfloat16" runs every layer in bfloat16 while parameters, optimizer
     states and losses stay float32 (mixed precision for accelerators)."""
@@ -49,6 +59,10 @@ def build_networks(
             f"model.compute_dtype={dtype_name!r} is unknown; allowed: {tuple(COMPUTE_DTYPES)}"
         )
     dtype = COMPUTE_DTYPES[dtype_name]
+    if recognizer_trunk not in RECOGNIZER_TRUNKS:
+        raise ValueError(
+            f"recognizer.trunk={recognizer_trunk!r} is unknown; allowed: {RECOGNIZER_TRUNKS}"
+        )
     return Networks(
         generator=Generator(model.image_size, model.width, model.channels, model.latent_dim, dtype),
         dimg=Dimg(model.image_size, model.width, model.num_classes, with_dimg_cls, dtype),
@@ -62,4 +76,5 @@ def build_networks(
         latent_dim=model.latent_dim,
         num_classes=model.num_classes,
         inference_off_value=model.inference_off_value,
+        finetune_trunk=recognizer_trunk == "finetune",
     )

@@ -4,6 +4,8 @@ Order: Dz step, Dimg step, R step (stage 2), G step, each seeing the latest para
 generator's forward pass (and the frozen LightCNN passes downstream of it) is computed once with
 `jax.vjp`: the discriminator and R steps use its outputs as constants, and the G step pulls its
 loss gradient back through the saved VJP, because G's parameters do not change before the G step.
+R's own trunk (`recognizer.trunk` 'finetune') changes in the R step, so its passes are made in
+R's and G's objectives instead (`StepContext.r_trunk_real`, `r_trunk_pf`).
 
 Data parallelism: the body reduces gradients and metrics with `lax.pmean` over `axis_name` and
 draws every random number per sample from the sample's global index, so the result does not
@@ -24,7 +26,16 @@ from fergan.models import LightCNN29, to_lightcnn_input
 from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_dim
 from fergan.training.hparams import StepHParams
 from fergan.training.networks import Networks
-from fergan.training.state import NetState, TrainState, adam, replica, stack_replicas
+from fergan.training.state import (
+    NetState,
+    TrainState,
+    adam,
+    r_head_params,
+    r_trunk_params,
+    recognizer_trunk,
+    replica,
+    stack_replicas,
+)
 from fergan.variants import Variant
 
 Batch = dict[str, jax.Array]
@@ -132,8 +143,9 @@ def _synthesize(
 
     g = Genc(x) [B, n]; x_hat = Gdec([g, u(y')]) (Eq. 3); x_rec = Gdec([g, u(y)]) (Eq. 11) and
     F_id(x_rec) when a content loss needs them; x_pf = Gdec([z, u(y)]) (Eq. 13) [B, ...], or for
-    FESR_Real Gdec([g, u(k)]) for every class k [B * K, ...], and its LightCNN trunk output,
-    computed only when `needs_pf` (stage 2) so stage 1 does not pay for them.
+    FESR_Real Gdec([g, u(k)]) for every class k [B * K, ...], and (frozen R trunk) its trunk
+    output `trunk_pf`, computed only when `needs_pf` (stage 2) so stage 1 does not pay for them.
+    A fine-tuned trunk changes in R's update, so its pass on x_pf is made downstream instead.
     """
     v = hp.variant
     gen = nets.generator
@@ -168,16 +180,15 @@ def _synthesize(
 
         def make_pf(src):
             x_pf = gen.apply({"params": g_params}, src, u_pf, method=gen.decode)
-            trunk = nets.identity.apply(
-                {"params": identity}, to_lightcnn_input(x_pf), method=LightCNN29.trunk
-            )
-            return x_pf, trunk
+            if nets.finetune_trunk:
+                return {"x_pf": x_pf}
+            return {"x_pf": x_pf, "trunk_pf": recognizer_trunk(nets, identity, x_pf)}
 
         def no_pf(src):
             shapes = jax.eval_shape(make_pf, src)
-            return tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
+            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-        out["x_pf"], out["trunk_pf"] = _branch(hp, needs_pf, make_pf, no_pf, source)
+        out |= _branch(hp, needs_pf, make_pf, no_pf, source)
     return out
 
 
@@ -195,11 +206,12 @@ class StepContext:
     noise: dict[str, jax.Array]
     y_pf: jax.Array  # Labels of x_pf, [B * P] (see `synthetic_labels`).
     axis_name: str | None
+    identity: PyTree  # The frozen LightCNN-29 parameters.
     stage2: jax.Array  # bool scalar: t >= P_pre.
     gan_active: jax.Array  # bool scalar: FESGAN is trained this iteration.
     lr: jax.Array
-    trunk_x: jax.Array  # LightCNN conv1..pool3 of x, [B, S/8, S/8, C].
-    trunk_pr: jax.Array  # ... of x_pr.
+    trunk_x: jax.Array  # Frozen LightCNN conv1..pool3 of x, [B, S/8, S/8, C].
+    trunk_pr: jax.Array | None  # ... of x_pr; None when R fine-tunes its own trunk.
     fid_x: jax.Array  # F_id(x), [B, D].
     outputs: dict[str, jax.Array] | None
     fixed: dict[str, jax.Array] | None
@@ -208,6 +220,24 @@ class StepContext:
     def adam_update(self, net: NetState, grads) -> NetState:
         """Average gradients over devices, then one Adam step at this iteration's rate."""
         return _apply_adam(net, _pmean(grads, self.axis_name), self.lr, self.hp.b1, self.hp.b2)
+
+    def r_trunk_real(self, r_params) -> tuple[jax.Array, jax.Array]:
+        """R's trunk outputs on x and x_pr, [B, S/8, S/8, C] each. A frozen trunk does not
+        depend on R, so `prepare`'s passes serve; a fine-tuned one runs here, one pass over both,
+        differentiable in `r_params`."""
+        if not self.nets.finetune_trunk:
+            return self.trunk_x, self.trunk_pr
+        trunk = r_trunk_params(self.nets, r_params, self.identity)
+        both = jnp.concatenate([self.batch["x"], self.batch["x_pr"]])
+        return tuple(jnp.split(recognizer_trunk(self.nets, trunk, both), 2))
+
+    def r_trunk_pf(self, r_params, outputs: dict[str, jax.Array]) -> jax.Array:
+        """R's trunk output on x_pf of G's `outputs`, [B * P, S/8, S/8, C]: `_synthesize`'s
+        frozen pass, or R's own trunk on x_pf (differentiable in `r_params` and in x_pf)."""
+        if not self.nets.finetune_trunk:
+            return outputs["trunk_pf"]
+        trunk = r_trunk_params(self.nets, r_params, self.identity)
+        return recognizer_trunk(self.nets, trunk, outputs["x_pf"])
 
 
 def prepare(
@@ -237,9 +267,9 @@ def prepare(
     trunk_x, fid_x = nets.identity.apply(
         {"params": state.identity}, to_lightcnn_input(x), method=LightCNN29.features
     )
-    trunk_pr = nets.identity.apply(
-        {"params": state.identity}, to_lightcnn_input(batch["x_pr"]), method=LightCNN29.trunk
-    )
+    trunk_pr = None
+    if not nets.finetune_trunk:
+        trunk_pr = recognizer_trunk(nets, state.identity, batch["x_pr"])
     outputs = fixed = g_vjp = None
     if v.use_gan:
         outputs, g_vjp = jax.vjp(
@@ -253,6 +283,7 @@ def prepare(
         noise=noise,
         y_pf=synthetic_labels(batch["y"], v, nets.num_classes),
         axis_name=axis_name,
+        identity=state.identity,
         stage2=stage2,
         # FESR_SL freezes FESGAN in stage 2; the joint variants keep training it.
         gan_active=jnp.logical_and(v.use_gan, jnp.logical_or(jnp.logical_not(stage2), v.joint)),
@@ -319,10 +350,13 @@ def recognizer_objective(ctx: StepContext, params) -> tuple[jax.Array, Metrics]:
     """L_R = l6 L_intra + L_cls,R (Eq. 26) of R's parameters, with x_pf a constant."""
     v, hp, nets = ctx.hp.variant, ctx.hp, ctx.nets
     y, noise = ctx.batch["y"], ctx.noise
-    head = lambda *a, **k: nets.recognizer.apply({"params": params}, *a, **k)
-    parts = [ctx.trunk_x, ctx.trunk_pr] + ([ctx.fixed["trunk_pf"]] if v.use_synthetic else [])
+    head_params = r_head_params(nets, params)
+    head = lambda *a, **k: nets.recognizer.apply({"params": head_params}, *a, **k)
+    parts = list(ctx.r_trunk_real(params))
+    if v.use_synthetic:
+        parts.append(ctx.r_trunk_pf(params, ctx.fixed))
     # One Rext pass over real, partner and synthetic inputs (FESR_Real: K synthetic each).
-    b = ctx.trunk_x.shape[0]
+    b = parts[0].shape[0]
     feats = jnp.split(head(jnp.concatenate(parts), method=RecognizerHead.extract), [b, 2 * b])
     logits_x = head(feats[0], noise["keep_real"], method=RecognizerHead.classify)
     cls = losses.classification_loss(logits_x, y)
@@ -378,7 +412,9 @@ def generator_objective(
 
         def r_loss_on_pf():
             logits = nets.recognizer.apply(
-                {"params": state.r.params}, outputs["trunk_pf"], ctx.noise["keep_pf"]
+                {"params": r_head_params(nets, state.r.params)},
+                ctx.r_trunk_pf(state.r.params, outputs),
+                ctx.noise["keep_pf"],
             )[1]
             return losses.classification_loss(logits, ctx.y_pf)
 

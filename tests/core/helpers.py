@@ -22,8 +22,12 @@ def tiny_config(variant="FESR_JL", batch_size=8, pre_epochs=1, max_epochs=4, see
     return config
 
 
+def networks(config):
+    return build_networks(config.model, recognizer_trunk=config.recognizer.trunk)
+
+
 def setup(config, steps_per_epoch=2):
-    nets = build_networks(config.model, with_dimg_cls=True)
+    nets = networks(config)
     hp = make_hparams(config, steps_per_epoch)
     state = init_state(nets, config.seed, hp.b1, hp.b2)
     return nets, hp, state
