@@ -19,7 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
     # time grows with S), or 'auto' = 'unroll' on CPU, where grouped convolutions are ~3x slower
     # than separate ones, else 'vmap'. Both give the same numbers.
     config.replica_batching = "auto"
-    # One of fergan.variants.VARIANTS (SPEC "Variants").
+    # The method (fergan/methods/<name>/): 'fesr', the default.
+    config.method = "fesr"
+    # One of the method's variants (fesr: fergan/methods/fesr/variants.py, SPEC "Variants").
     config.variant = "FESR_JL"
 
     config.model = ml_collections.ConfigDict()

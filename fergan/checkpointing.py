@@ -1,6 +1,6 @@
 """Orbax checkpoints of a run: the last N states plus the best by held-out accuracy.
 
-A checkpoint holds the whole TrainState (every network, optimizer states, step, base key) and
+A checkpoint holds the whole PyTree (every network, optimizer states, step, base key) and
 the grain iterator state, so a resumed run sees exactly the batches it would have seen. Orbax
 writes into a temporary folder and renames it when complete: a process killed mid-write leaves
 no checkpoint that a restart could pick up.
@@ -11,7 +11,7 @@ import os
 import orbax.checkpoint as ocp
 from absl import logging
 
-from fergan.training.state import TrainState
+from fergan.types import PyTree
 
 LATEST_DIR = "checkpoints"
 BEST_DIR = "best"
@@ -50,13 +50,13 @@ class Checkpoints:
         )
 
     @staticmethod
-    def _args(state: TrainState, data_state: dict):
+    def _args(state: PyTree, data_state: dict):
         return ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
         )
 
     def save(
-        self, step: int, state: TrainState, data_state: dict, accuracy: float | None = None
+        self, step: int, state: PyTree, data_state: dict, accuracy: float | None = None
     ) -> None:
         """Save host `state` after `step` iterations (asynchronously)."""
         self.latest.save(step, args=self._args(state, data_state), force=True)
@@ -72,8 +72,8 @@ class Checkpoints:
         return self.latest.latest_step()
 
     def restore(
-        self, like: TrainState, step: int | None = None, best: bool = False
-    ) -> tuple[TrainState, dict] | None:
+        self, like: PyTree, step: int | None = None, best: bool = False
+    ) -> tuple[PyTree, dict] | None:
         """(state, data iterator state) of `step` (default: the latest, or the best), or None."""
         manager = self.best if best else self.latest
         step = (manager.best_step() if best else manager.latest_step()) if step is None else step

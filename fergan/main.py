@@ -54,7 +54,7 @@ EXIT_USER_ERROR = 2
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (config, files, data), reported in one line."""
-    from fergan.train import NonFiniteLossError
+    from fergan.experiments.train import NonFiniteLossError
 
     return (ValueError, OSError, NonFiniteLossError, app.UsageError)
 
@@ -105,7 +105,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def check_mode_inputs(config, workdir: str, mode: str) -> None:
     """Everything a mode needs, checked before anything is written (cheap checks first)."""
-    from fergan import checks
+    from fergan.experiments import checks
 
     if mode == "synthesize":
         _check_synthesize_flags(config)
@@ -121,8 +121,8 @@ def check_mode_inputs(config, workdir: str, mode: str) -> None:
 
 
 def _check_synthesize_flags(config) -> None:
-    from fergan import synthesize
     from fergan.data import builders
+    from fergan.experiments import synthesize
 
     if not _INPUT.value:
         raise app.UsageError("--mode=synthesize needs --input (an image file or a folder).")
@@ -139,7 +139,7 @@ def _check_synthesize_flags(config) -> None:
 def run(mode: str, config, workdir: str) -> dict | list:
     """Dispatch one mode; returns its result (summary dict or written paths)."""
     # Imported here so `--help` stays fast and flags parse before JAX starts.
-    from fergan import train
+    from fergan.experiments import train
 
     if mode == "train":
         if config.identity.pretrain and not config.identity.weights:
@@ -161,7 +161,7 @@ def run(mode: str, config, workdir: str) -> dict | list:
         return result
     if mode == "synthesize":
         return _synthesize(config, workdir)
-    from fergan.evaluation import cross_validate
+    from fergan.experiments import cross_validate
 
     if mode == "cross_validate":
         result = cross_validate.cross_validate(
@@ -182,7 +182,8 @@ def _header(config, workdir: str, mode: str) -> None:
 
     devices = jax.devices()
     console.say(
-        f"fergan {mode} | config {config.get('name', '')} | variant {config.variant} | "
+        f"fergan {mode} | config {config.get('name', '')} | "
+        f"method {config.get('method', 'fesr')} | variant {config.variant} | "
         f"seed {config.seed} | {len(devices)} {devices[0].platform} device(s), "
         f"{config.train.parallel}"
         + (f" | {config.num_replicas} replicas" if config.num_replicas > 1 else "")
@@ -220,17 +221,21 @@ def _pretrained_identity(config, workdir: str) -> str:
 
 
 def _synthesize(config, workdir: str) -> list[str]:
-    from fergan import synthesize, train
     from fergan.data import align
+    from fergan.experiments import synthesize, train
 
     files = synthesize.input_files(_INPUT.value)
     if config.identity.pretrain and not config.identity.weights:
         config.identity.weights = _pretrained_identity(config, workdir)
     setup = train.Setup(config, workdir)
     restored = setup.checkpoints.restore(setup.initial_state, step=_STEP.value, best=_BEST.value)
+    editor = setup.editor(restored[0])
+    if editor is None:
+        raise ValueError(f"variant={config.variant} has no generator: nothing to synthesize.")
     written = synthesize.synthesize_files(
-        setup.nets,
-        restored[0],
+        editor,
+        setup.model.image_size,
+        setup.model.channels,
         setup.datasets.class_names,
         files,
         _OUTPUT.value or os.path.join(workdir, "synthesized"),

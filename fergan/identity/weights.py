@@ -18,8 +18,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from fergan.methods.fesr.networks import Networks
 from fergan.models import LightCNN29
-from fergan.training.networks import Networks
 
 PyTree = Any
 

@@ -3,7 +3,7 @@
 The LightCNN trunk of Rext is frozen and its parameters live with the identity network, outside
 every optimizer (the paper); this module holds only R's head: the Rext head on the trunk output
 and Rcls. With `recognizer.trunk` 'finetune' R trains its own copy of the trunk beside this head
-(`fergan.training.state.r_trunk_params`).
+(`fergan.methods.fesr.state.r_trunk_params`).
 """
 
 import flax.linen as nn

@@ -1,17 +1,17 @@
-"""Data-parallel drivers for the per-device step: `jax.shard_map` inside `jax.jit` (default) and
-`jax.pmap`. Both run the same body, which reduces over the named axis `DATA_AXIS`."""
+"""Data-parallel drivers for a method's per-device step: `jax.shard_map` inside `jax.jit`
+(default) and `jax.pmap`. Both run the same body, which reduces over the named axis `DATA_AXIS`;
+neither knows which method the body belongs to."""
 
 import functools
+from collections.abc import Callable
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fergan.training.hparams import StepHParams
-from fergan.training.networks import Networks
-from fergan.training.state import TrainState
-from fergan.training.step import Batch, Metrics, replicated_train_step, train_step
+from fergan.training.replicas import replicated_step
+from fergan.types import Batch, Metrics, PyTree
 
 DATA_AXIS = "data"
 PARALLEL_MODES = ("shard_map", "pmap")
@@ -43,15 +43,18 @@ class DataParallelStep:
 
     def __init__(
         self,
-        nets: Networks,
-        hp: StepHParams,
+        step: Callable[..., tuple[PyTree, Metrics]],
         devices: list[jax.Device],
         mode: str,
         num_replicas: int = 0,
         per_replica_data: bool = False,
+        vmap_replicas: bool = True,
     ):
-        """num_replicas > 0 trains that many independent runs at once (vmap over a leading
-        replica axis of the state, see `replicated_train_step`); 0 is a plain single run."""
+        """step(state, batch, axis_name) -> (state, metrics): a method's per-device iteration.
+
+        num_replicas > 0 trains that many independent runs at once (a leading replica axis of
+        the state, see `replicas.replicated_step`, by vmap or unrolled per `vmap_replicas`);
+        0 is a plain single run."""
         if mode not in PARALLEL_MODES:
             raise ValueError(f"train.parallel={mode!r} is unknown; allowed: {PARALLEL_MODES}")
         if mode == "pmap" and jax.process_count() > 1:
@@ -65,16 +68,14 @@ class DataParallelStep:
         # one-device shard_map on CPU at size 128), with the same per-sample noise as device 0.
         single = mode == "shard_map" and len(devices) == 1
         axis_name = None if single else DATA_AXIS
+        body = functools.partial(step, axis_name=axis_name)
         if self.replicated:
             body = functools.partial(
-                replicated_train_step,
-                nets,
-                hp,
-                axis_name=axis_name,
+                replicated_step,
+                body,
                 per_replica_data=per_replica_data,
+                use_vmap=vmap_replicas,
             )
-        else:
-            body = functools.partial(train_step, nets, hp, axis_name=axis_name)
         if mode == "pmap":
             self._step = jax.pmap(body, axis_name=DATA_AXIS, devices=devices, donate_argnums=0)
         else:
@@ -97,7 +98,7 @@ class DataParallelStep:
             )
             self._step = jax.jit(mapped, donate_argnums=0)
 
-    def place_state(self, state: TrainState) -> TrainState:
+    def place_state(self, state: PyTree) -> PyTree:
         # From host copies, so donating the placed state never deletes the caller's arrays.
         state = jax.device_get(state)
         if self.mode == "pmap":
@@ -127,18 +128,18 @@ class DataParallelStep:
             lambda a: jax.make_array_from_process_local_data(self._sharded, a), batch
         )
 
-    def host_state(self, state: TrainState) -> TrainState:
+    def host_state(self, state: PyTree) -> PyTree:
         """A numpy copy of the (replicated) state, readable on every process."""
         if self.mode == "pmap":
             return jax.device_get(jax.tree.map(lambda a: a[0], state))
         return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state)
 
-    def __call__(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    def __call__(self, state: PyTree, batch: Batch) -> tuple[PyTree, Metrics]:
         state, metrics = self._step(state, batch)
         if self.mode == "pmap":
             metrics = jax.tree.map(lambda a: a[0], metrics)
         return state, metrics
 
-    def lower(self, state: TrainState, batch: Batch):
+    def lower(self, state: PyTree, batch: Batch):
         """The lowered step (for XLA cost analysis in the benchmark)."""
         return self._step.lower(state, batch)

@@ -1,12 +1,18 @@
 """Small configs, states and batches for core tests (size 32, narrow networks)."""
 
+import functools
+
+import jax
 import numpy as np
 
 from configs.default import get_config
 from fergan.data import noise_batch
-from fergan.training.hparams import make_hparams
-from fergan.training.networks import build_networks
-from fergan.training.state import init_state
+from fergan.methods.fesr import step as step_lib
+from fergan.methods.fesr.hparams import make_hparams
+from fergan.methods.fesr.networks import build_networks
+from fergan.methods.fesr.state import init_state
+from fergan.training import cpu_workarounds
+from fergan.training.parallel import DataParallelStep
 
 
 def tiny_config(variant="FESR_JL", batch_size=8, pre_epochs=1, max_epochs=4, seed=0):
@@ -35,3 +41,15 @@ def setup(config, steps_per_epoch=2):
 
 def random_batch(config, seed=0):
     return noise_batch.random_batch(config, np.random.default_rng(seed))
+
+
+def parallel_runner(nets, hp, devices, mode, config=None, **kwargs) -> DataParallelStep:
+    """The data-parallel driver of FESR's step (replica batching resolved from `config`)."""
+    batching = config.get("replica_batching", "auto") if config is not None else "auto"
+    return DataParallelStep(
+        functools.partial(step_lib.train_step, nets, hp),
+        devices,
+        mode,
+        vmap_replicas=cpu_workarounds.vmap_replicas(batching, jax.default_backend()),
+        **kwargs,
+    )

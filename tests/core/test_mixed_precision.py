@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from fergan.training import step as step_lib
+from fergan.methods.fesr import step as step_lib
 from tests.core.helpers import random_batch, setup, tiny_config
 
 # bfloat16 keeps 8 mantissa bits (~0.4% per rounding); through ~40 layers the losses of one

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import pytest
 
 from configs.default import get_config
+from fergan.methods.fesr.networks import build_networks
 from fergan.models import LightCNN29
-from fergan.training.networks import build_networks
 
 K, N, C = 7, 64, 1  # classes, latent size, channels (the paper's CK+ setting).
 

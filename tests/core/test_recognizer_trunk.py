@@ -9,13 +9,15 @@ import jax
 import numpy as np
 import pytest
 
-from fergan import checks
-from fergan.evaluation import evaluate
-from fergan.training import step as step_lib
-from fergan.training.hparams import make_hparams
-from fergan.training.parallel import DataParallelStep, select_devices
-from fergan.training.state import init_state, trunk_params
-from tests.core.helpers import networks, random_batch, setup, tiny_config
+from fergan.evaluation import heldout
+from fergan.experiments import checks
+from fergan.methods.fesr import evaluation as fesr_evaluation
+from fergan.methods.fesr import step as step_lib
+from fergan.methods.fesr.hparams import make_hparams
+from fergan.methods.fesr.model import FesrModel
+from fergan.methods.fesr.state import init_state, trunk_params
+from fergan.training.parallel import select_devices
+from tests.core.helpers import networks, parallel_runner, random_batch, setup, tiny_config
 
 
 def tree_equal(a, b):
@@ -89,20 +91,26 @@ def test_generator_r_loss_reads_r_own_trunk(finetune):
 
 
 def test_evaluation_runs_r_on_its_own_trunk(finetune):
-    nets, _, state, batch = finetune
+    nets, hp, state, batch = finetune
     x, y = batch["x"], batch["y"]
-    out = evaluate.predict(nets, state, x, y, batch_size=8)
+    model = FesrModel(nets, hp)
+
+    def predict(s):
+        outputs_of = functools.partial(fesr_evaluation.evaluate_batch, model, s)
+        return heldout.predict(outputs_of, x, y, batch_size=8)
+
+    out = predict(state)
     other_identity = state.replace(identity=jax.tree.map(lambda a: a * 1.5, state.identity))
-    same = evaluate.predict(nets, other_identity, x, y, batch_size=8)
-    np.testing.assert_array_equal(same["r_feature"], out["r_feature"])
-    moved = evaluate.predict(nets, scaled_trunk(state, 1.5), x, y, batch_size=8)
-    assert not np.array_equal(moved["r_feature"], out["r_feature"])
+    same = predict(other_identity)
+    np.testing.assert_array_equal(same["feature"], out["feature"])
+    moved = predict(scaled_trunk(state, 1.5))
+    assert not np.array_equal(moved["feature"], out["feature"])
 
 
 def run_parallel(config, num_devices, steps=3):
     nets = networks(config)
     hp = make_hparams(config, steps_per_epoch=1)
-    runner = DataParallelStep(
+    runner = parallel_runner(
         nets, hp, select_devices(num_devices, config.train.batch_size), "shard_map"
     )
     state = runner.place_state(init_state(nets, config.seed, hp.b1, hp.b2))

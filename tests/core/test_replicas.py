@@ -1,14 +1,17 @@
 """Many seeds in one program: replica i of a replicated run equals the single run with seed i."""
 
+import functools
+
 import jax
 import numpy as np
 import pytest
 
-from fergan.training.hparams import make_hparams
-from fergan.training.networks import build_networks
-from fergan.training.parallel import DataParallelStep, select_devices
-from fergan.training.state import init_replicas, init_state
-from tests.core.helpers import random_batch, tiny_config
+from fergan.methods.fesr.hparams import make_hparams
+from fergan.methods.fesr.networks import build_networks
+from fergan.methods.fesr.state import init_state
+from fergan.training.parallel import select_devices
+from fergan.training.replicas import init_replicas
+from tests.core.helpers import parallel_runner, random_batch, tiny_config
 
 SEEDS = (0, 1)
 STEPS = 2  # one stage-1 and one stage-2 iteration
@@ -18,7 +21,7 @@ def _runner(config, mode, **kwargs):
     nets = build_networks(config.model)
     hp = make_hparams(config, steps_per_epoch=1)
     devices = select_devices(2, config.train.batch_size)
-    return nets, hp, DataParallelStep(nets, hp, devices, mode, **kwargs)
+    return nets, hp, parallel_runner(nets, hp, devices, mode, config, **kwargs)
 
 
 def single_run(seed, batches, mode):
@@ -39,7 +42,8 @@ def test_replica_equals_single_run(per_replica_data, batching, mode="shard_map")
     nets, hp, runner = _runner(config, mode, num_replicas=2, per_replica_data=per_replica_data)
     # Per-replica data: replica i sees the batches of a run seeded with i.
     batches = {s: [random_batch(config, seed=10 * s + t) for t in range(STEPS)] for s in SEEDS}
-    state = runner.place_state(init_replicas(nets, SEEDS, hp.b1, hp.b2))
+    init = functools.partial(init_state, nets, b1=hp.b1, b2=hp.b2)
+    state = runner.place_state(init_replicas(lambda seed: init(seed), SEEDS))
     for t in range(STEPS):
         if per_replica_data:
             batch = jax.tree.map(lambda *xs: np.stack(xs), *[batches[s][t] for s in SEEDS])

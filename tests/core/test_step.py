@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from fergan import losses
-from fergan.training import hparams as hparams_lib
-from fergan.training import step as step_lib
-from fergan.training.hparams import make_hparams
-from fergan.training.networks import build_networks
-from fergan.training.parallel import DataParallelStep, select_devices
-from fergan.training.state import init_state
-from fergan.variants import VARIANTS, Variant
-from tests.core.helpers import random_batch, setup, tiny_config
+from fergan.methods.fesr import step as step_lib
+from fergan.methods.fesr.hparams import make_hparams
+from fergan.methods.fesr.networks import build_networks
+from fergan.methods.fesr.state import init_state
+from fergan.methods.fesr.variants import VARIANTS, Variant
+from fergan.training import cpu_workarounds
+from fergan.training.parallel import select_devices
+from tests.core.helpers import parallel_runner, random_batch, setup, tiny_config
 
 
 def tree_equal(a, b):
@@ -231,7 +231,7 @@ def test_cond_and_select_gating_agree_across_the_stage_switch(variant):
 
 
 def test_gating_resolves_by_platform_and_rejects_unknown_values():
-    resolve = hparams_lib.gate_by_select
+    resolve = cpu_workarounds.gate_by_select
     assert resolve("auto", "cpu") and not resolve("auto", "gpu")
     assert resolve("select", "tpu") and not resolve("cond", "cpu")
     with pytest.raises(ValueError, match=r"train\.gating='when'"):
@@ -256,7 +256,7 @@ def test_baseline_r_rates_equal_the_stage_two_r_rates(pre_epochs, max_epochs, de
 def run_parallel(config, mode, num_devices, steps=3):
     nets = build_networks(config.model)
     hp = make_hparams(config, steps_per_epoch=1)
-    runner = DataParallelStep(nets, hp, select_devices(num_devices, config.train.batch_size), mode)
+    runner = parallel_runner(nets, hp, select_devices(num_devices, config.train.batch_size), mode)
     state = runner.place_state(init_state(nets, config.seed, hp.b1, hp.b2))
     for i in range(steps):
         state, metrics = runner(state, runner.place_batch(random_batch(config, seed=i)))
@@ -363,4 +363,4 @@ def test_bad_config_values_name_the_key():
     with pytest.raises(ValueError, match=r"train\.pre_epochs=9"):
         make_hparams(config, 1)
     with pytest.raises(ValueError, match=r"train\.parallel=.vmap..*allowed"):
-        DataParallelStep(*setup(tiny_config())[:2], select_devices(1, 8), "vmap")
+        parallel_runner(*setup(tiny_config())[:2], select_devices(1, 8), "vmap")

@@ -13,11 +13,16 @@ import jax
 import numpy as np
 import pytest
 
-from fergan import train
 from fergan.data import pipeline
-from fergan.evaluation import cross_validate as cv
-from fergan.evaluation import fold_metrics, synthesis
-from fergan.training.networks import build_networks
+from fergan.evaluation import cv_metrics
+from fergan.experiments import cross_validate as cv
+from fergan.experiments import train
+from fergan.methods.fesr import evaluation as fesr_evaluation
+from fergan.methods.fesr import rendering
+from fergan.methods.fesr.hparams import make_hparams
+from fergan.methods.fesr.model import FesrModel
+from fergan.methods.fesr.networks import build_networks
+from fergan.methods.fesr.state import init_state
 from tests.core.helpers import tiny_config
 from tests.evaluation.cv_config import get_config as cv_config
 
@@ -130,9 +135,9 @@ def test_fold_synthesis_is_the_final_generator_against_the_target_faces(
     finally:
         setup.checkpoints.close()
     test = pipeline.eval_arrays(setup.datasets, "test")
-    renders = fold_metrics.render_all(setup.nets, state.g.params, test["x"])
+    renders = cv_metrics.render_all(setup.editor(state), test["x"], setup.model.num_classes)
     # PSNR by hand: face i rendered with the expression of j, against j (same subject).
-    src, tgt = fold_metrics.same_subject_pairs(test["y"], test["subject"])
+    src, tgt = cv_metrics.same_subject_pairs(test["y"], test["subject"])
     mse = np.mean((renders[src, test["y"][tgt]] - test["x"][tgt]) ** 2, axis=(1, 2, 3))
     synthesis = _fold_results(workdir)["FESR_JL", 0]["synthesis"]
     assert synthesis["num_pairs"] == len(src)
@@ -224,7 +229,7 @@ def test_aggregate_mode_collects_folds_run_elsewhere(interrupted_then_resumed, t
 def test_same_subject_pairs_and_synthesis_metrics():
     labels = np.array([0, 1, 2, 0, 1])
     subjects = np.array([1, 1, 1, 2, 2])
-    src, tgt = fold_metrics.same_subject_pairs(labels, subjects)
+    src, tgt = cv_metrics.same_subject_pairs(labels, subjects)
     pairs = set(zip(src.tolist(), tgt.tolist(), strict=True))
     assert pairs == {(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (3, 4), (4, 3)}
     rng = np.random.default_rng(0)
@@ -235,7 +240,7 @@ def test_same_subject_pairs_and_synthesis_metrics():
         for j in range(5):
             if subjects[i] == subjects[j]:
                 perfect[i, labels[j]] = x[j]
-    out = fold_metrics.synthesis_metrics(perfect, x, labels, subjects)
+    out = cv_metrics.synthesis_metrics(perfect, x, labels, subjects)
     assert out["num_pairs"] == 8 and out["psnr"] == np.inf and out["ssim"] == pytest.approx(1.0)
 
 
@@ -243,21 +248,26 @@ def test_renders_use_the_configured_off_value():
     config = tiny_config()
     config.model.inference_off_value = 0.1
     nets = build_networks(config.model)
+    hp = make_hparams(config, 1)
     x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 1)).astype(np.float32)
-    u = np.zeros((3, nets.num_classes), np.float32)
-    g = nets.generator.init(jax.random.PRNGKey(0), x, u)["params"]
+    state = init_state(nets, 0, hp.b1, hp.b2)
+    g = state.g.params
     k, n = nets.num_classes, nets.latent_dim
-    renders = fold_metrics.render_all(nets, g, x)
+    model = FesrModel(nets, hp)
+    renders = cv_metrics.render_all(fesr_evaluation.editor(model, state), x, k)
     np.testing.assert_allclose(
-        renders, synthesis.render_expressions(nets.generator, g, x, k, 1.0, 0.1), atol=1e-6
+        renders, rendering.render_expressions(nets.generator, g, x, k, 1.0, 0.1), atol=1e-5
     )
-    default = dataclasses.replace(nets, inference_off_value=0.5)
-    assert np.abs(renders - fold_metrics.render_all(default, g, x)).max() > 1e-3
-    faces, labels = fold_metrics.synthetic_faces(nets, g, per_class=2, seed=3)
-    prior = synthesis.prior_faces(nets.generator, g, jax.random.PRNGKey(3), 2, k, n, 0.1)
+    default = FesrModel(dataclasses.replace(nets, inference_off_value=0.5), hp)
+    assert (
+        np.abs(renders - cv_metrics.render_all(fesr_evaluation.editor(default, state), x, k)).max()
+        > 1e-3
+    )
+    faces, labels = fesr_evaluation.synthetic_faces(model, state, per_class=2, seed=3)
+    prior = rendering.prior_faces(nets.generator, g, jax.random.PRNGKey(3), 2, k, n, 0.1)
     np.testing.assert_allclose(faces, np.reshape(prior, faces.shape), atol=1e-6)
     np.testing.assert_array_equal(labels, np.tile(np.arange(k), 2))
-    default_faces, _ = fold_metrics.synthetic_faces(default, g, per_class=2, seed=3)
+    default_faces, _ = fesr_evaluation.synthetic_faces(default, state, per_class=2, seed=3)
     assert np.abs(faces - default_faces).max() > 1e-3
 
 
@@ -267,15 +277,15 @@ def test_verification_pairs_and_threshold():
     centres = rng.normal(size=(4, 8))
     real = centres[subjects] + 0.05 * rng.normal(size=(12, 8))
     generated = centres[subjects][:, None] + 0.05 * rng.normal(size=(12, 2, 8))
-    a, b, same = fold_metrics.verification_pairs(real, generated, subjects, seed=0)
+    a, b, same = cv_metrics.verification_pairs(real, generated, subjects, seed=0)
     assert a.shape == b.shape == (48, 8) and same.sum() == 24
     np.testing.assert_array_equal(b[0], generated[0, 0])  # Face 0's own first render.
-    result = fold_metrics.verification_metrics(
+    result = cv_metrics.verification_metrics(
         (real, generated, subjects), (real, generated, subjects), seed=0
     )
     assert result["rate"] == 1.0 and result["num_pairs"] == 48
     assert (
-        fold_metrics.verification_metrics(
+        cv_metrics.verification_metrics(
             (real, generated, subjects), (real[:3], generated[:3], subjects[:3]), 0
         )
         is None

@@ -12,10 +12,14 @@ from configs import demo
 from fergan.data import synthetic
 from fergan.data.builders import ck_plus, oulu_casia
 from fergan.data.preprocess import to_float
-from fergan.evaluation import judge, synthesis
+from fergan.evaluation import judge
+from fergan.methods.fesr import evaluation as fesr_evaluation
+from fergan.methods.fesr import rendering
+from fergan.methods.fesr.hparams import make_hparams
+from fergan.methods.fesr.model import FesrModel
+from fergan.methods.fesr.networks import build_networks
+from fergan.methods.fesr.state import init_state
 from fergan.models import judges
-from fergan.training.networks import build_networks
-from fergan.training.state import init_state
 
 FER_FILE = judge.fer_model_file()
 needs_fer = pytest.mark.skipif(
@@ -157,16 +161,18 @@ def test_generator_editor_renders_each_face_with_its_class_intensity_and_off_val
     config.model.width = 0.125
     config.model.inference_off_value = 0.2  # Not the 0.5 default of the synthesis functions.
     nets = build_networks(config.model)
-    g_params = init_state(nets, 0, 0.5, 0.999).g.params
+    state = init_state(nets, 0, 0.5, 0.999)
+    g_params = state.g.params
     x = _faces(32, n=3)
     labels, intensities = np.array([4, 0, 6]), np.array([1.0, 0.5, 0.25], np.float32)
-    edits = judge.generator_editor(nets, g_params)(x, labels, intensities)
+    editor = fesr_evaluation.editor(FesrModel(nets, make_hparams(config, 1)), state)
+    edits = editor(x, labels, intensities)
     for i in range(3):
-        grid = synthesis.render_expressions(
+        grid = rendering.render_expressions(
             nets.generator, g_params, x[i : i + 1], 7, float(intensities[i]), 0.2
         )
         np.testing.assert_allclose(edits[i], grid[0, labels[i]], atol=1e-5)
-    default_off = synthesis.render_expressions(nets.generator, g_params, x[:1], 7, 1.0)
+    default_off = rendering.render_expressions(nets.generator, g_params, x[:1], 7, 1.0)
     assert np.abs(edits[0] - default_off[0, 4]).max() > 1e-4  # The off-value reaches G.
 
 

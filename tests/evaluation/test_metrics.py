@@ -7,7 +7,7 @@ from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from fergan.evaluation import metrics
+from fergan.evaluation import measures as metrics
 
 TOL = 1e-4
 

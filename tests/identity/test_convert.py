@@ -14,9 +14,9 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 from configs import default  # noqa: E402
 from fergan.identity.convert import read_checkpoint  # noqa: E402
 from fergan.identity.weights import load_identity_params, read_identity_metadata  # noqa: E402
+from fergan.methods.fesr.networks import build_networks  # noqa: E402
 from fergan.models import LightCNN29  # noqa: E402
 from fergan.tools import convert_lightcnn  # noqa: E402
-from fergan.training.networks import build_networks  # noqa: E402
 from tests.identity import torch_lightcnn  # noqa: E402
 
 NUM_CLASSES = 10

@@ -9,7 +9,7 @@ import os
 from configs import default
 from fergan.identity import identity_params_for, load_identity_params, read_identity_metadata
 from fergan.identity.pretrain import pretrain_identity
-from fergan.training.networks import build_networks
+from fergan.methods.fesr.networks import build_networks
 
 
 def test_tiny_pretrain_generalises_to_held_out_subjects(tmp_path):

@@ -11,9 +11,9 @@ import pytest
 
 from configs import default
 from fergan.identity import weights
+from fergan.methods.fesr.networks import build_networks
+from fergan.methods.fesr.state import init_state
 from fergan.models import LightCNN29
-from fergan.training.networks import build_networks
-from fergan.training.state import init_state
 
 
 def _config(image_size=32, width=0.25):

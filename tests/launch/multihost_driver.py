@@ -21,7 +21,7 @@ def main():
         from fergan.launch.distributed import initialize_distributed
 
         initialize_distributed(f"localhost:{port}", int(num_processes), int(process_id))
-    from fergan.train import train_and_evaluate
+    from fergan.experiments.train import train_and_evaluate
     from tests.program.helpers import tiny_config
 
     config = tiny_config(data_dir=data_dir)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from fergan import train
+from fergan.experiments import train
 from fergan.tools import compare_runs
 from tests.program.helpers import tiny_config
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from fergan.checkpointing import Checkpoints
 from fergan.data import pipeline
-from fergan.train import Setup
+from fergan.experiments.train import Setup
 from tests.program.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

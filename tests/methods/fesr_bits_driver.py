@@ -32,10 +32,9 @@ def demo_config(workdir: str):
 
 
 def state_digest(folder: str) -> str:
+    import jax
     import numpy as np
     import orbax.checkpoint as ocp
-
-    import jax
 
     tree = ocp.StandardCheckpointer().restore(os.path.abspath(folder))
     hashes = sorted(
@@ -53,7 +52,7 @@ def main(workdir: str) -> None:
     try:
         from fergan.experiments.train import train_and_evaluate
     except ImportError:  # The layout before the method interface.
-        from fergan.train import train_and_evaluate
+        from fergan.experiments.train import train_and_evaluate
     train_and_evaluate(config, os.path.join(workdir, "run"), stop_after=STEPS)
     folder = os.path.join(workdir, "run", "checkpoints", str(STEPS), "state")
     print(json.dumps({"digest": state_digest(folder)}), flush=True)

@@ -31,7 +31,7 @@ def main():
         return await original(self, item, directory)
 
     ocp.JsonCheckpointHandler._save_fn = stalling_save
-    from fergan.train import train_and_evaluate
+    from fergan.experiments.train import train_and_evaluate
 
     train_and_evaluate(tiny_config(data_dir=data_dir), workdir)
 

@@ -8,9 +8,8 @@ import ml_collections
 import numpy as np
 
 from configs import demo
-from fergan import train
 from fergan.data import pipeline
-from fergan.evaluation import evaluate as evaluation
+from fergan.experiments import train
 
 
 def tiny_config(variant: str = "FESR_JL", data_dir: str = ""):
@@ -43,5 +42,5 @@ def recomputed_accuracy(workdir: str, config: ml_collections.ConfigDict | None =
     finally:
         setup.checkpoints.close()
     test = pipeline.eval_arrays(setup.datasets, "test")
-    preds = evaluation.predict(setup.nets, state, test["x"], test["y"])["r_pred"]
+    preds = setup.held_out(state, test)[1]["prediction"]
     return float(np.mean(preds == test["y"]))

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from fergan import train
 from fergan.data import pipeline
-from fergan.evaluation import cross_validate as cv
 from fergan.evaluation import edit_metrics, judge
+from fergan.experiments import cross_validate as cv
+from fergan.experiments import train
 from tests.program.helpers import tiny_config
 
 

@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from fergan import train
 from fergan.checkpointing import Checkpoints
 from fergan.data import pipeline
+from fergan.experiments import train
 from tests.program.helpers import recomputed_accuracy, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -27,12 +27,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fergan import train
+from fergan import methods
 from fergan.data import pipeline
 from fergan.data.preprocess import to_float
-from fergan.evaluation import evaluate as evaluation
-from fergan.evaluation import figures, fold_metrics, judge, metrics
-from fergan.variants import VARIANTS, get_variant
+from fergan.evaluation import cv_metrics, figures, judge, measures
+from fergan.experiments import train
 
 FOLD_RESULT = "fold_result.json"
 FEATURES = "features.npz"
@@ -64,7 +63,7 @@ def fold_config(
     config: ml_collections.ConfigDict, workdir: str, variant: str, fold: int
 ) -> ml_collections.ConfigDict:
     """A copy of `config` for one fold of one variant, reading the CV run's shared data dir."""
-    get_variant(variant)
+    methods.of(config).variant(variant)
     if not 0 <= fold < config.data.num_folds:
         raise ValueError(
             f"fold={fold} must be in [0, {config.data.num_folds - 1}] (data.num_folds)."
@@ -89,16 +88,6 @@ def _threshold_faces(datasets: pipeline.Datasets, seed: int) -> tuple[np.ndarray
     return x, src.subjects[idx]
 
 
-def _identity_split(nets, state, x: np.ndarray, subjects: np.ndarray, renders: np.ndarray):
-    """(F_id of real faces [N, D], F_id of their renders [N, K, D], subjects [N])."""
-    n, k = renders.shape[:2]
-    generated = fold_metrics.identity_features(
-        nets, state.identity, renders.reshape(n * k, *renders.shape[2:])
-    )
-    real = fold_metrics.identity_features(nets, state.identity, x)
-    return real, generated.reshape(n, k, -1), subjects
-
-
 def _save_npz(path: str, **arrays) -> None:
     tmp = f"{path}.tmp.npz"  # np.savez adds .npz to names without it.
     np.savez(tmp, **arrays)
@@ -109,7 +98,7 @@ def _plot_curves(fdir: str) -> bool:
     """training_curves.png from the fold's events: losses and accuracies per step."""
     history = {
         tag.removeprefix("train/"): series
-        for tag, series in fold_metrics.read_scalars(fdir).items()
+        for tag, series in cv_metrics.read_scalars(fdir).items()
         if tag.startswith(("train/loss/", "train/acc/", "train/gp")) or tag == "eval/accuracy"
     }
     if not history:
@@ -132,9 +121,11 @@ def evaluate_fold(config: ml_collections.ConfigDict, fdir: str) -> dict:
         if restored is None:
             raise FileNotFoundError(f"No checkpoint in {fdir} to evaluate.")
         state = restored[0]
-        nets, datasets, seed = setup.nets, setup.datasets, int(config.seed)
+        method, model = setup.method, setup.model
+        datasets, seed, k = setup.datasets, int(config.seed), setup.model.num_classes
         test = pipeline.eval_arrays(datasets, "test")
-        out = evaluation.predict(nets, state, test["x"], test["y"])
+        _, out = setup.held_out(state, test)
+        editor = setup.editor(state)
         result = {
             "variant": config.variant,
             "fold": int(config.data.fold),
@@ -144,35 +135,39 @@ def evaluate_fold(config: ml_collections.ConfigDict, fdir: str) -> dict:
             "class_names": list(datasets.class_names),
             "test_subjects": sorted(int(s) for s in np.unique(test["subject"])),
             "num_train_subjects": datasets.num_train_subjects,
-            **fold_metrics.recognition_metrics(test["y"], out["r_pred"], nets.num_classes),
+            **cv_metrics.recognition_metrics(test["y"], out["prediction"], k),
             "synthesis": None,
             "verification": None,
             # edit_accuracy, judge_accuracy_real, intensity_*, linear_probe_accuracy, judge.
-            "judge": setup.judging.metrics(
-                nets, state.g.params if setup.variant.use_gan else None, test
-            ),
+            "judge": setup.judging.metrics(editor, test),
         }
-        features = {"real_features": out["r_feature"], "real_labels": test["y"]}
-        if setup.variant.use_gan:
-            g = state.g.params
-            renders = fold_metrics.render_all(nets, g, test["x"])
-            result["synthesis"] = fold_metrics.synthesis_metrics(
+        features = {"real_features": out["feature"], "real_labels": test["y"]}
+        if editor is not None:
+            renders = cv_metrics.render_all(editor, test["x"], k)
+            result["synthesis"] = cv_metrics.synthesis_metrics(
                 renders, test["x"], test["y"], test["subject"]
             )
+        if editor is not None and method.identity_features:
+            identity = method.identity_features(model, state)
             train_x, train_subjects = _threshold_faces(datasets, seed)
-            result["verification"] = fold_metrics.verification_metrics(
-                _identity_split(
-                    nets, state, train_x, train_subjects, fold_metrics.render_all(nets, g, train_x)
-                ),
-                _identity_split(nets, state, test["x"], test["subject"], renders),
+            train_renders = cv_metrics.render_all(editor, train_x, k)
+            result["verification"] = cv_metrics.verification_metrics(
+                cv_metrics.identity_split(identity, train_x, train_subjects, train_renders),
+                cv_metrics.identity_split(identity, test["x"], test["subject"], renders),
                 seed,
             )
-            # As many x_pf per class as the test fold has real faces per class, on average.
-            per_class = max(1, math.ceil(len(test["y"]) / nets.num_classes))
-            fake_x, fake_y = fold_metrics.synthetic_faces(nets, g, per_class, seed)
-            features["synthetic_features"] = fold_metrics.recognition_features(
-                nets, state, fake_x, fake_y
-            )
+        # As many synthetic faces per class as the test fold has real faces per class.
+        per_class = max(1, math.ceil(len(test["y"]) / k))
+        synthetic = (
+            method.synthetic_faces(model, state, per_class, seed)
+            if method.synthetic_faces
+            else None
+        )
+        if synthetic is not None:
+            fake_x, fake_y = synthetic
+            features["synthetic_features"] = setup.held_out(state, {"x": fake_x, "y": fake_y})[1][
+                "feature"
+            ]
             features["synthetic_labels"] = fake_y
         _save_npz(os.path.join(fdir, FEATURES), **features)
         _plot_curves(fdir)
@@ -241,7 +236,7 @@ def cross_validate(
     """
     variants = list(variants or [config.variant])
     for name in variants:
-        get_variant(name)
+        methods.of(config).variant(name)
     num_folds = int(config.data.num_folds)
     if fold >= num_folds:
         raise ValueError(f"--fold={fold} must be in [0, {num_folds - 1}] or -1 (all folds).")
@@ -254,8 +249,9 @@ def cross_validate(
     return aggregate(config, workdir, variants)
 
 
-def finished_variants(workdir: str) -> list[str]:
-    """Variants with at least one fold_result.json in `workdir`, in the order of VARIANTS."""
+def finished_variants(workdir: str, order: Sequence[str] = ()) -> list[str]:
+    """Variants with at least one fold_result.json in `workdir`, in the order of `order` (the
+    method's variants), then by name."""
     found = []
     if os.path.isdir(workdir):
         for name in os.listdir(workdir):
@@ -264,7 +260,7 @@ def finished_variants(workdir: str) -> list[str]:
                 os.path.exists(os.path.join(folder, d, FOLD_RESULT)) for d in os.listdir(folder)
             ):
                 found.append(name)
-    order = {name: i for i, name in enumerate(VARIANTS)}
+    order = {name: i for i, name in enumerate(order)}
     return sorted(found, key=lambda n: (order.get(n, len(order)), n))
 
 
@@ -293,7 +289,7 @@ def _variant_summary(results: dict[int, dict], num_folds: int) -> dict:
         "verification_rate_per_fold": verification,
         "confusion_matrix": cm.tolist(),
         "per_class_accuracy": [
-            None if np.isnan(a) else float(a) for a in metrics.per_class_accuracy(cm)
+            None if np.isnan(a) else float(a) for a in measures.per_class_accuracy(cm)
         ],
     }
     for name, values in (
@@ -452,7 +448,11 @@ def aggregate(
       ValueError: a fold result from a protocol with another fold count.
     """
     num_folds = int(config.data.num_folds)
-    variants = list(variants) if variants else finished_variants(workdir)
+    variants = (
+        list(variants)
+        if variants
+        else finished_variants(workdir, list(methods.of(config).variants))
+    )
     collected: dict[str, dict[int, dict]] = {}
     for name in variants:
         results = {}

@@ -1,10 +1,12 @@
-"""Training-iteration benchmark: `python -m fergan.bench --config configs/<name>.py`.
+"""Training-iteration benchmark: `python -m fergan.benchmarks.step --config configs/<name>.py`.
 
-Builds the configured networks (the paper's size by default), compiles the data-parallel step,
+Builds the configured method's model (the paper's size by default), compiles the data-parallel
+step,
 runs a warm-up and then `--steps` iterations in stage 1 and in stage 2 on a fixed random batch,
 and prints one JSON line per stage. FLOPs come from XLA's cost analysis of the compiled step.
 """
 
+import functools
 import json
 import time
 
@@ -13,12 +15,10 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from fergan import determinism
+from fergan import determinism, methods
 from fergan.data.noise_batch import random_batch
-from fergan.training.hparams import make_hparams
-from fergan.training.networks import build_networks
+from fergan.training import cpu_workarounds, replicas
 from fergan.training.parallel import DataParallelStep, select_devices
-from fergan.training.state import init_replicas, init_state
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed iterations per stage.")
@@ -42,22 +42,29 @@ def peak_bytes(compiled) -> int:
 
 def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     """Time the training iteration per stage; returns one result dict per stage."""
-    nets = build_networks(config.model, recognizer_trunk=config.recognizer.trunk)
+    method = methods.of(config)
     # One "epoch" per step, so P_pre / P_max in epochs map to the benchmark's stage boundary.
     config = config.copy_and_resolve_references()
     config.train.pre_epochs = _PRE_STEPS
     config.train.max_epochs = 2 * _PRE_STEPS
-    hp = make_hparams(config, steps_per_epoch=1)
+    model = method.build(config, 1)
     devices = select_devices(config.train.num_devices, config.train.batch_size)
-    replicas = int(config.num_replicas)
+    num_replicas = int(config.num_replicas)
     runner = DataParallelStep(
-        nets, hp, devices, config.train.parallel, num_replicas=replicas if replicas > 1 else 0
+        functools.partial(method.train_step, model),
+        devices,
+        config.train.parallel,
+        num_replicas=num_replicas if num_replicas > 1 else 0,
+        vmap_replicas=cpu_workarounds.vmap_replicas(
+            config.get("replica_batching", "auto"), jax.default_backend()
+        ),
     )
     batch = runner.place_batch(random_batch(config, np.random.default_rng(0)))
-    if replicas > 1:  # S seeds in one program, all on the same (shared) batch.
-        host_state = init_replicas(nets, range(replicas), hp.b1, hp.b2)
+    init = functools.partial(method.init_state, model)
+    if num_replicas > 1:  # S seeds in one program, all on the same (shared) batch.
+        host_state = replicas.init_replicas(init, range(num_replicas))
     else:
-        host_state = init_state(nets, config.seed, hp.b1, hp.b2)
+        host_state = init(config.seed)
     results = []
     for stage in stages:
         state = runner.place_state(
@@ -80,6 +87,7 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
         results.append(
             {
                 "stage": stage,
+                "method": method.name,
                 "variant": config.variant,
                 "batch": config.train.batch_size,
                 "image_size": config.model.image_size,
@@ -88,8 +96,8 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
                 "parallel": config.train.parallel,
                 "compile_s": round(compile_s, 2),
                 "step_ms_median": round(1e3 * median, 2),
-                "replicas": replicas,
-                "images_per_s": round(replicas * config.train.batch_size / median, 2),
+                "replicas": num_replicas,
+                "images_per_s": round(num_replicas * config.train.batch_size / median, 2),
                 "peak_bytes": peak_bytes(compiled),
                 "flops_per_step": flops,
                 "achieved_flops_per_s": flops / median,

@@ -1,4 +1,4 @@
-"""One training iteration (Algorithm 1) as a pure per-device function.
+"""FESR's training iteration (Algorithm 1) as a pure per-device function.
 
 Order: Dz step, Dimg step, R step (stage 2), G step, each seeing the latest parameters. The
 generator's forward pass (and the frozen LightCNN passes downstream of it) is computed once with
@@ -15,32 +15,26 @@ depend on how the global batch is split over devices.
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from fergan import losses
-from fergan.models import LightCNN29, to_lightcnn_input
-from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_dim
-from fergan.training.hparams import StepHParams
-from fergan.training.networks import Networks
-from fergan.training.state import (
+from fergan.methods.fesr.hparams import StepHParams
+from fergan.methods.fesr.networks import Networks
+from fergan.methods.fesr.state import (
     NetState,
     TrainState,
     adam,
     r_head_params,
     r_trunk_params,
     recognizer_trunk,
-    replica,
-    stack_replicas,
 )
-from fergan.variants import Variant
-
-Batch = dict[str, jax.Array]
-Metrics = dict[str, jax.Array]
-PyTree = Any
+from fergan.methods.fesr.variants import Variant
+from fergan.models import LightCNN29, to_lightcnn_input
+from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_dim
+from fergan.types import Batch, Metrics, PyTree
 
 
 def _draws(key: jax.Array, n: int, draw: Callable[[jax.Array], jax.Array]) -> jax.Array:
@@ -465,40 +459,3 @@ def train_step(
         state, m = update(ctx, state)
         metrics |= m
     return state.replace(step=state.step + 1), _pmean(metrics, axis_name)
-
-
-def replica_axes(state: TrainState) -> TrainState:
-    """vmap axes of a replicated state: every leaf has a leading replica axis except the step
-    counter, which all replicas share (so the stage test stays a real branch, not a select)."""
-    axes = jax.tree.map(lambda _: 0, state)
-    return axes.replace(step=None)
-
-
-def replicated_train_step(
-    nets: Networks,
-    hp: StepHParams,
-    state: TrainState,
-    batch: Batch,
-    axis_name: str | None = None,
-    per_replica_data: bool = False,
-) -> tuple[TrainState, Metrics]:
-    """S independent runs of `train_step` in one program.
-
-    state: a TrainState whose leaves carry a leading axis S (see `replica_axes`). batch: [S, B,
-    ...] per replica with `per_replica_data`, else one [B, ...] batch shared by all replicas.
-    Metrics come back with shape [S]. `hp.vmap_replicas` picks jax.vmap over the replica axis or
-    S unrolled copies of the step (see `hparams.vmap_replicas`).
-    """
-    body = functools.partial(train_step, nets, hp, axis_name=axis_name)
-    if hp.vmap_replicas:
-        axes = replica_axes(state)
-        in_axes = (axes, 0 if per_replica_data else None)
-        return jax.vmap(body, in_axes=in_axes, out_axes=(axes, 0))(state, batch)
-
-    def own_batch(i):
-        return jax.tree.map(lambda a: a[i], batch) if per_replica_data else batch
-
-    num_replicas = jax.tree.leaves(state.r.params)[0].shape[0]
-    outs = [body(replica(state, i), own_batch(i)) for i in range(num_replicas)]
-    states, metrics = zip(*outs, strict=True)
-    return stack_replicas(states, jnp), jax.tree.map(lambda *m: jnp.stack(m), *metrics)

@@ -1,15 +1,15 @@
-"""Training state: every network's parameters and optimizer state, the step and the base key."""
+"""FESR's training state: every network's parameters and optimizer state, the step and the base
+key."""
 
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from fergan.methods.fesr.networks import Networks
 from fergan.models import LightCNN29, to_lightcnn_input
-from fergan.training.networks import Networks
 
 PyTree = Any
 
@@ -42,7 +42,11 @@ class TrainState:
 
 
 def adam(b1: float, b2: float) -> optax.GradientTransformation:
-    """Adam without a learning rate: the step applies the schedule itself (see step.py)."""
+    """Adam without a learning rate: the step multiplies its update by the rate of iteration t.
+
+    The rate is applied by hand because the schedule (SPEC) is a function of the shared
+    iteration counter t, while optax's own count advances only on the updates a network makes:
+    R makes none in stage 1, and FESR_SL's FESGAN none in stage 2."""
     return optax.scale_by_adam(b1=b1, b2=b2)
 
 
@@ -104,28 +108,3 @@ def init_state(
         r=net(r_params),
         identity=identity_params,
     )
-
-
-def init_replicas(
-    nets: Networks, seeds, b1: float, b2: float, identity_params: PyTree | None = None
-) -> TrainState:
-    """States of several runs stacked on a leading replica axis (all but the shared step).
-
-    Replica i is exactly `init_state(nets, seeds[i], ...)`.
-    """
-    states = [jax.device_get(init_state(nets, s, b1, b2, identity_params)) for s in seeds]
-    return stack_replicas(states)
-
-
-def stack_replicas(states, xp=np) -> TrainState:
-    """Single-run states -> one state with a leading replica axis; the step counter is shared.
-
-    xp: np (host arrays) or jnp (inside a trace)."""
-    shared = [s.replace(step=None) for s in states]
-    stacked = jax.tree.map(lambda *leaves: xp.stack(leaves), *shared)
-    return stacked.replace(step=states[0].step)
-
-
-def replica(state: TrainState, index: int) -> TrainState:
-    """Replica `index` of a replicated state, as a plain single-run state."""
-    return jax.tree.map(lambda a: a[index], state.replace(step=None)).replace(step=state.step)

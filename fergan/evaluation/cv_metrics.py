@@ -2,39 +2,20 @@
 identity verification of generated faces (Table IV), the R features behind Fig. 9, and the
 training curves read back from the fold's TensorBoard events.
 
-Everything here takes a trained `TrainState` and host arrays; the cross-validation driver
-(`fergan.evaluation.cross_validate`) decides which fold and state to feed in.
+Everything here takes host arrays and a method's functions (an editor, identity features);
+the cross-validation driver (`fergan.experiments.cross_validate`) decides which fold and state
+to feed in.
 """
 
-import functools
 import glob
 import os
 
-import jax
 import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from fergan.evaluation import evaluate as evaluation
-from fergan.evaluation import metrics, synthesis
-from fergan.models import LightCNN29, to_lightcnn_input
-from fergan.training.networks import Networks
-from fergan.training.state import TrainState
-
-_BATCH = 32  # Images per generator / LightCNN call; the last batch is padded (one compile).
-
-
-def batched_apply(fn, *arrays: np.ndarray, batch: int = _BATCH) -> np.ndarray:
-    """Applies `fn` to [N, ...] arrays (sliced alike) in fixed-size padded batches and
-    concatenates the outputs."""
-    outs = []
-    for start in range(0, len(arrays[0]), batch):
-        parts = [a[start : start + batch] for a in arrays]
-        pad = batch - len(parts[0])
-        if pad:
-            parts = [np.concatenate([p, np.repeat(p[-1:], pad, 0)]) for p in parts]
-        outs.append(np.asarray(jax.device_get(fn(*parts)))[: batch - pad])
-    return np.concatenate(outs)
+from fergan.evaluation import measures
+from fergan.types import Editor, FeatureFn
 
 
 def recognition_metrics(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict:
@@ -43,23 +24,23 @@ def recognition_metrics(labels: np.ndarray, preds: np.ndarray, num_classes: int)
     Returns JSON-ready values: `accuracy` in [0, 1], `per_class_accuracy` [K] (None for a class
     absent from the test fold), `confusion_matrix` [K][K] counts (row = true class).
     """
-    cm = metrics.confusion_matrix(labels, preds, num_classes)
-    per_class = metrics.per_class_accuracy(cm)
+    cm = measures.confusion_matrix(labels, preds, num_classes)
+    per_class = measures.per_class_accuracy(cm)
     return {
-        "accuracy": metrics.accuracy(labels, preds),
+        "accuracy": measures.accuracy(labels, preds),
         "per_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
         "confusion_matrix": cm.tolist(),
         "num_examples": len(labels),
     }
 
 
-def render_all(nets: Networks, g_params, x: np.ndarray, intensity: float = 1.0) -> np.ndarray:
-    """Every face re-rendered with every expression: [N, S, S, c] -> [N, K, S, S, c], the other
-    classes at the run's `model.inference_off_value`."""
-    k, off = nets.num_classes, nets.inference_off_value
-    return batched_apply(
-        lambda xb: synthesis.render_expressions(nets.generator, g_params, xb, k, intensity, off), x
-    )
+def render_all(editor: Editor, x: np.ndarray, num_classes: int, intensity: float = 1.0):
+    """Every face re-rendered with every expression: [N, S, S, c] -> [N, K, S, S, c]."""
+    n = len(x)
+    labels = np.tile(np.arange(num_classes, dtype=np.int32), n)
+    faces = np.repeat(x, num_classes, axis=0)
+    out = editor(faces, labels, np.full(n * num_classes, intensity, np.float32))
+    return out.reshape(n, num_classes, *x.shape[1:])
 
 
 def same_subject_pairs(labels: np.ndarray, subjects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +77,8 @@ def synthesis_metrics(
     real = x[tgt]
     # Chunks bound the memory of SSIM's filtered copies at 128 px.
     chunks = [(generated[i : i + 256], real[i : i + 256]) for i in range(0, len(src), 256)]
-    psnr = np.concatenate([np.asarray(metrics.psnr(a, b)) for a, b in chunks])
-    ssim = np.concatenate([np.asarray(metrics.ssim(a, b)) for a, b in chunks])
+    psnr = np.concatenate([np.asarray(measures.psnr(a, b)) for a, b in chunks])
+    ssim = np.concatenate([np.asarray(measures.ssim(a, b)) for a, b in chunks])
     return {
         "psnr": float(np.mean(psnr)),
         "ssim": float(np.mean(ssim)),
@@ -105,14 +86,11 @@ def synthesis_metrics(
     }
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _identity_feature(model: LightCNN29, params, x: jax.Array) -> jax.Array:
-    return model.apply({"params": params}, to_lightcnn_input(x), method=LightCNN29.identity_feature)
-
-
-def identity_features(nets: Networks, identity_params, x: np.ndarray) -> np.ndarray:
-    """F_id of [N, S, S, c] faces in [-1, 1] -> [N, 256*width] (the run's frozen LightCNN-29)."""
-    return batched_apply(lambda xb: _identity_feature(nets.identity, identity_params, xb), x)
+def identity_split(features: FeatureFn, x: np.ndarray, subjects: np.ndarray, renders: np.ndarray):
+    """(identity features of real faces [N, D], of their renders [N, K, D], subjects [N])."""
+    n, k = renders.shape[:2]
+    generated = features(renders.reshape(n * k, *renders.shape[2:]))
+    return features(x), generated.reshape(n, k, -1), subjects
 
 
 def verification_pairs(
@@ -155,37 +133,13 @@ def verification_metrics(train: tuple, test: tuple, seed: int) -> dict | None:
         return None
     train_pairs = verification_pairs(*train, seed)
     test_pairs = verification_pairs(*test, seed)
-    threshold = metrics.choose_threshold(*train_pairs)
+    threshold = measures.choose_threshold(*train_pairs)
     return {
-        "rate": metrics.verification_rate(*test_pairs, threshold),
+        "rate": measures.verification_rate(*test_pairs, threshold),
         "threshold": threshold,
-        "train_rate": metrics.verification_rate(*train_pairs, threshold),
+        "train_rate": measures.verification_rate(*train_pairs, threshold),
         "num_pairs": len(test_pairs[2]),
     }
-
-
-def recognition_features(
-    nets: Networks, state: TrainState, x: np.ndarray, labels: np.ndarray
-) -> np.ndarray:
-    """Rext features [N, 512*width] of faces [N, S, S, c] (the space of Fig. 9)."""
-    return evaluation.predict(nets, state, x, labels)["r_feature"]
-
-
-def synthetic_faces(
-    nets: Networks, g_params, per_class: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """x_pf = Gdec([z, u(k)]) for `per_class` random z and every class k at apex, the other
-    classes at the run's `model.inference_off_value`.
-
-    Returns (faces [per_class * K, S, S, c], labels [per_class * K]).
-    """
-    k = nets.num_classes
-    key = jax.random.PRNGKey(seed)
-    faces = synthesis.prior_faces(
-        nets.generator, g_params, key, per_class, k, nets.latent_dim, nets.inference_off_value
-    )
-    faces = np.asarray(faces).reshape(per_class * k, *faces.shape[2:])
-    return faces, np.tile(np.arange(k, dtype=np.int32), per_class)
 
 
 def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:

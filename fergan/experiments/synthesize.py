@@ -1,4 +1,5 @@
-"""`--mode synthesize`: re-render face images with every expression, or one at given intensities."""
+"""`--mode synthesize`: re-render face images with every expression, or one at given intensities,
+with any method's editor."""
 
 import os
 
@@ -6,9 +7,8 @@ import numpy as np
 from absl import logging
 
 from fergan.data import align, preprocess
-from fergan.evaluation import figures, synthesis
-from fergan.training.networks import Networks
-from fergan.training.state import TrainState
+from fergan.evaluation import figures
+from fergan.types import Editor
 
 
 def input_files(path: str) -> list[str]:
@@ -40,9 +40,46 @@ def class_index(expression: str, class_names) -> int:
     raise ValueError(f"--expression={expression!r} is unknown; allowed: {', '.join(class_names)}")
 
 
+def render_faces(
+    editor: Editor, face: np.ndarray, num_classes: int, expression: int | None, intensities
+) -> np.ndarray:
+    """One face [S, S, c] rendered with every class at apex -> [1, K, S, S, c], or with class
+    `expression` at each intensity -> [1, A, S, S, c]."""
+    if expression is None:
+        labels = np.arange(num_classes, dtype=np.int32)
+        amounts = np.ones(num_classes, np.float32)
+    else:
+        amounts = np.asarray(intensities, np.float32)
+        labels = np.full(len(amounts), expression, np.int32)
+    return editor(np.repeat(face[None], len(labels), axis=0), labels, amounts)[None]
+
+
+def _write_one(
+    editor: Editor, face, stem: str, class_names, output: str, expression, intensities
+) -> list[str]:
+    """The overview grid and one PNG per rendered face of one input; returns the paths."""
+    k = len(class_names)
+    out = render_faces(editor, face, k, expression, intensities)
+    if expression is None:
+        tiles = {class_names[c]: out[0, c] for c in range(k)}
+        grid_path = os.path.join(output, f"{stem}_expressions.png")
+        figures.plot_expression_grid(grid_path, face[None], out, class_names)
+    else:
+        name = class_names[expression]
+        tiles = {f"{name}_{a:g}": out[0, i] for i, a in enumerate(intensities)}
+        grid_path = os.path.join(output, f"{stem}_{name}_sweep.png")
+        figures.plot_intensity_sweep(grid_path, out, [name], intensities)
+    written = [grid_path]
+    for tile, image in tiles.items():
+        written.append(os.path.join(output, f"{stem}_{tile}.png"))
+        figures.save_png(written[-1], figures.to_uint8(image))
+    return written
+
+
 def synthesize_files(
-    nets: Networks,
-    state: TrainState,
+    editor: Editor,
+    image_size: int,
+    channels: int,
     class_names,
     files: list[str],
     output: str,
@@ -57,46 +94,12 @@ def synthesize_files(
     """
     aligner = aligner or align.Aligner(mode="none", source="")
     logging.info("%s", aligner.describe())
-    faces = np.stack([load_face(f, nets.image_size, nets.channels, aligner) for f in files])
+    faces = np.stack([load_face(f, image_size, channels, aligner) for f in files])
+    target = None if expression is None else class_index(expression, class_names)
     os.makedirs(output, exist_ok=True)
-    k = nets.num_classes
     written = []
     for path, face in zip(files, faces, strict=True):
         stem = os.path.splitext(os.path.basename(path))[0]
-        if expression is None:
-            out = np.asarray(
-                synthesis.render_expressions(
-                    nets.generator,
-                    state.g.params,
-                    face[None],
-                    k,
-                    off_value=nets.inference_off_value,
-                )
-            )
-            tiles = {class_names[c]: out[0, c] for c in range(k)}
-            grid_path = os.path.join(output, f"{stem}_expressions.png")
-            figures.plot_expression_grid(grid_path, face[None], out, class_names)
-        else:
-            c = class_index(expression, class_names)
-            sweep = np.asarray(
-                synthesis.intensity_sweep(
-                    nets.generator,
-                    state.g.params,
-                    face[None],
-                    k,
-                    np.asarray(intensities, np.float32),
-                    off_value=nets.inference_off_value,
-                )
-            )
-            tiles = {f"{class_names[c]}_{a:g}": sweep[c, i] for i, a in enumerate(intensities)}
-            grid_path = os.path.join(output, f"{stem}_{class_names[c]}_sweep.png")
-            figures.plot_intensity_sweep(
-                grid_path, sweep[c : c + 1], class_names[c : c + 1], intensities
-            )
-        written.append(grid_path)
-        for name, image in tiles.items():
-            target = os.path.join(output, f"{stem}_{name}.png")
-            figures.save_png(target, figures.to_uint8(image))
-            written.append(target)
+        written += _write_one(editor, face, stem, class_names, output, target, intensities)
     logging.info("Wrote %d images to %s", len(written), output)
     return written

@@ -1,4 +1,5 @@
-"""Static hyper-parameters of the training iteration, resolved and validated from the config."""
+"""FESR's static hyper-parameters of the training iteration, resolved and validated from the
+config."""
 
 import dataclasses
 
@@ -6,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fergan.variants import Variant, get_variant
+from fergan.methods.fesr.variants import Variant, get_variant
+from fergan.training.cpu_workarounds import gate_by_select
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +31,6 @@ class StepHParams:
     lambda_intra: float
     lambda_gp: float
     gate_by_select: bool = False  # Off updates: both branches then jnp.where, not lax.cond.
-    vmap_replicas: bool = True  # Replicas by jax.vmap, else one unrolled step per replica.
     lr_offset: int = 0  # Schedule iterations before step 0 (BASELINE: the skipped P_pre).
 
     def learning_rate_at(self, step):
@@ -66,29 +67,6 @@ def schedule_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> t
     return pre, total, 0
 
 
-def resolve_for_platform(key: str, value: str, on_cpu: str, elsewhere: str, platform: str) -> str:
-    """A config choice among ('auto', on_cpu, elsewhere): 'auto' picks by backend platform."""
-    allowed = ("auto", on_cpu, elsewhere)
-    if value not in allowed:
-        raise ValueError(f"{key}={value!r} is not one of {allowed}")
-    if value != "auto":
-        return value
-    return on_cpu if platform == "cpu" else elsewhere
-
-
-# XLA:CPU canonicalizes convolution layouts in the entry computation only: a kernel gradient
-# inside a lax.cond branch runs ~300x slower there than outside it. And vmap over per-replica
-# kernels makes grouped convolutions, ~3.5x slower there than separate ones.
-def gate_by_select(gating: str, platform: str) -> bool:
-    """Resolve `train.gating` ('auto', 'select', 'cond') for a platform ('cpu', 'gpu', 'tpu')."""
-    return resolve_for_platform("train.gating", gating, "select", "cond", platform) == "select"
-
-
-def vmap_replicas(batching: str, platform: str) -> bool:
-    """Resolve `replica_batching` ('auto', 'unroll', 'vmap') for a platform."""
-    return resolve_for_platform("replica_batching", batching, "unroll", "vmap", platform) == "vmap"
-
-
 def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> StepHParams:
     """Validate the config and resolve the static hyper-parameters of the iteration."""
     variant = get_variant(config.variant)
@@ -115,6 +93,5 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         lambda_intra=loss.lambda_intra,
         lambda_gp=loss.lambda_gp,
         gate_by_select=gate_by_select(config.train.get("gating", "auto"), jax.default_backend()),
-        vmap_replicas=vmap_replicas(config.get("replica_batching", "auto"), jax.default_backend()),
         lr_offset=lr_offset,
     )

@@ -12,28 +12,17 @@ import os
 
 import ml_collections
 
-from fergan import checkpointing, determinism
+from fergan import checkpointing, determinism, methods
 from fergan.data import pipeline
 from fergan.evaluation import judge
 from fergan.identity import weights as identity_weights
-from fergan.training import hparams, parallel
-from fergan.training.networks import build_networks
-from fergan.variants import get_variant
+from fergan.training import cpu_workarounds, parallel
 
-# Keys whose change alters parameter shapes or the meaning of a checkpoint: a run refuses to
-# resume, evaluate or synthesize across them.
-RESUME_KEYS = (
-    "variant",
-    "model.image_size",
-    "model.channels",
-    "model.width",
-    "model.latent_dim",
-    "model.num_classes",
-    "model.lightcnn_classes",
-    "recognizer.trunk",
-)
-# Values of RESUME_KEYS that workdirs written before the key existed ran with.
-RESUME_DEFAULTS = {"recognizer.trunk": "frozen"}
+# Keys whose change alters the meaning of any method's checkpoint (a method adds its own,
+# `Method.resume_keys`): a run refuses to resume, evaluate or synthesize across them.
+RESUME_KEYS = ("method", "variant")
+# Values of resume keys that workdirs written before the key existed ran with.
+RESUME_DEFAULTS = {"method": "fesr", "recognizer.trunk": "frozen"}
 REPLICA_DATA = ("shared", "per_replica")
 CONFIG_FILE = "config.json"
 
@@ -53,10 +42,10 @@ def flat_config(config: ml_collections.ConfigDict | dict) -> dict:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Every config key that can be checked without data, each error naming its key."""
-    variant = get_variant(config.variant)
-    build_networks(
-        config.model, variant.use_dimg_cls, config.identity.version, config.recognizer.trunk
-    )
+    method = methods.of(config)
+    method.variant(config.variant)
+    if method.check_config:
+        method.check_config(config)
     if config.model.image_size not in (32, 64, 128):
         raise ValueError(f"model.image_size={config.model.image_size} must be 32, 64 or 128.")
     if int(config.identity.version) not in (1, 2):
@@ -70,7 +59,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             f"train.parallel={config.train.parallel!r} is unknown; allowed: "
             f"{', '.join(parallel.PARALLEL_MODES)}."
         )
-    hparams.make_hparams(config, steps_per_epoch=1)  # Schedule, critic count, gating, batching.
+    cpu_workarounds.vmap_replicas(config.get("replica_batching", "auto"), "cpu")
+    cpu_workarounds.gate_by_select(config.train.get("gating", "auto"), "cpu")
     if int(config.num_replicas) < 1:
         raise ValueError(f"num_replicas={config.num_replicas} must be >= 1.")
     if config.replica_data not in REPLICA_DATA:
@@ -100,13 +90,19 @@ def saved_config(workdir: str) -> dict | None:
         raise ValueError(f"{path} is unreadable ({e}); use a new --workdir.") from e
 
 
+def resume_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The shared resume keys and those of the config's method."""
+    return RESUME_KEYS + tuple(methods.of(config).resume_keys)
+
+
 def check_same_shapes(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Refuse a config that differs from the workdir's checkpointed run in a RESUME_KEYS key."""
     saved = saved_config(workdir)
     if saved is None:
         return
     new = flat_config(config)
-    for key in RESUME_KEYS:
+    new.setdefault("method", "fesr")
+    for key in resume_keys(config):
         old = saved.get(key, RESUME_DEFAULTS.get(key))
         if old != new.get(key):
             raise ValueError(

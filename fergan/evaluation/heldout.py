@@ -1,0 +1,55 @@
+"""Held-out evaluation of any method's state: the recognizer's accuracy and the method's other
+per-example outputs, from its `evaluate_batch` bound to a model and state."""
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+# (x [B, S, S, c], y [B]) -> per-example outputs [B, ...] (a method's evaluate_batch).
+BatchOutputs = Callable[[np.ndarray, np.ndarray], dict]
+
+EVAL_BATCH = 64  # Faces per evaluate_batch call; the last batch is padded (one compile).
+
+
+def predict(
+    outputs_of: BatchOutputs, x: np.ndarray, y: np.ndarray, batch_size: int = EVAL_BATCH
+) -> dict[str, np.ndarray]:
+    """`outputs_of` over [N, S, S, c] faces and labels [N] in fixed-size padded batches.
+    Returns the per-example outputs as numpy arrays [N, ...]."""
+    outs = []
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        pad = batch_size - len(xb)
+        if pad:
+            xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
+            yb = np.concatenate([yb, np.repeat(yb[-1:], pad, 0)])
+        out = jax.device_get(outputs_of(xb, yb))
+        outs.append({k: v[: batch_size - pad] for k, v in out.items()})
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def summarize(outputs: dict[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
+    """Per-example outputs -> metrics: `prediction` -> `accuracy`, `<name>_prediction` ->
+    `<name>_accuracy`, any other [N] output -> its mean; `feature` is not a metric."""
+    metrics: dict = {}
+    for name, values in outputs.items():
+        if name == "prediction":
+            metrics["accuracy"] = float(np.mean(values == y))
+        elif name.endswith("_prediction"):
+            metrics[name.removesuffix("_prediction") + "_accuracy"] = float(np.mean(values == y))
+        elif name != "feature" and values.ndim == 1:
+            metrics[name] = float(np.mean(values))
+    metrics["num_examples"] = len(y)
+    return metrics
+
+
+def evaluate(
+    outputs_of: BatchOutputs, arrays: dict[str, np.ndarray]
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Held-out metrics (accuracies in [0, 1]) and the per-example outputs.
+
+    arrays: `x` [N, S, S, c] in [-1, 1], `y` [N] (see fergan.data.pipeline.eval_arrays).
+    """
+    outputs = predict(outputs_of, arrays["x"], arrays["y"])
+    return summarize(outputs, arrays["y"]), outputs

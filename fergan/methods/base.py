@@ -1,0 +1,91 @@
+"""The method interface: what the shared machinery needs from one method.
+
+A method (`fergan/methods/<name>/`) owns its networks, training state, training step, variants
+and the few functions evaluation calls. Everything else is shared and knows no method: the
+training loop and its data-parallel drivers, replicas, checkpoints, data, held-out evaluation,
+cross-validation, launch and the CLI. They see a method only through `Method` and the `Model`
+its `build` returns.
+
+A model is a frozen, hashable dataclass (network definitions and static hyper-parameters: no
+arrays), so jitted functions take it as a static argument. A state is a `flax.struct` dataclass
+with a scalar int32 `step` field: the loop reads the step, replicas share it, checkpoints store
+the whole tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import jax
+import ml_collections
+import numpy as np
+
+from fergan.types import Batch, Editor, FeatureFn, Metrics, PyTree
+
+__all__ = ["Batch", "Editor", "FeatureFn", "Method", "Metrics", "Model", "PyTree"]
+
+
+class Model(Protocol):
+    """What the shared code reads from a built model (methods add their own fields)."""
+
+    image_size: int
+    channels: int
+    num_classes: int
+    total_steps: int  # Training iterations of the whole run.
+    pre_steps: int  # Iterations of a first stage (0 when the method has none).
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One method as a set of pure functions.
+
+    Required:
+      variants: variant name -> the method's static switches (`config.variant` picks one).
+      build(config, steps_per_epoch) -> Model: validated networks and static hyper-parameters.
+      init_state(model, seed, identity_params | None) -> state: fresh parameters and optimizer
+        states, every key derived from `seed`; `identity_params` are the pretrained LightCNN-29
+        parameters (None: the method draws them, untrained).
+      train_step(model, state, batch, axis_name) -> (state, metrics): one iteration on this
+        device's share of the batch (x, x_pr [B, S, S, c], y, y_target [B], optional slot [B]);
+        reduces over `axis_name` with lax.pmean (None: one device) and returns scalar metrics.
+      evaluate_batch(model, state, x, y) -> per-example outputs (jitted): `prediction` [B] (the
+        recognizer's class), `feature` [B, F] (its feature, Fig. 9); any `<name>_prediction`
+        becomes `<name>_accuracy` and any other [B] output its mean in the held-out metrics.
+      parameters(state) -> {network name: parameters} for the parameter overview.
+    Optional (None when the method has no generator or no identity network):
+      editor(model, state) -> Editor | None: renders faces with a target expression/intensity.
+      synthetic_faces(model, state, per_class, seed) -> (faces [P*K, S, S, c], labels [P*K]).
+      identity_features(model, state) -> FeatureFn: the identity features of verification.
+      write_samples(model, state, test, class_names, folder, seed) -> {name: image grid}: the
+        method's sample figures, written into `folder`.
+      check_config(config): method keys that can be checked before anything is built.
+    Constants:
+      resume_keys: config keys whose change alters the checkpoint's shapes or meaning.
+      progress_metrics: train metric name -> short label on the progress line.
+    """
+
+    name: str
+    variants: Mapping[str, Any]
+    build: Callable[[ml_collections.ConfigDict, int], Model]
+    init_state: Callable[[Any, int, PyTree | None], PyTree]
+    train_step: Callable[..., tuple[PyTree, Metrics]]
+    evaluate_batch: Callable[[Any, PyTree, jax.Array, jax.Array], dict[str, jax.Array]]
+    parameters: Callable[[PyTree], dict[str, PyTree]]
+    editor: Callable[[Any, PyTree], Editor | None] | None = None
+    synthetic_faces: Callable[..., tuple[np.ndarray, np.ndarray] | None] | None = None
+    identity_features: Callable[[Any, PyTree], FeatureFn] | None = None
+    write_samples: Callable[..., dict[str, np.ndarray]] | None = None
+    check_config: Callable[[ml_collections.ConfigDict], None] | None = None
+    resume_keys: tuple[str, ...] = ()
+    progress_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def variant(self, name: str) -> Any:
+        """The switches of variant `name`; ValueError lists the method's variants."""
+        if name not in self.variants:
+            raise ValueError(
+                f"variant={name!r} is unknown for method {self.name!r}; allowed: "
+                f"{', '.join(self.variants)}"
+            )
+        return self.variants[name]
