@@ -141,9 +141,8 @@ def run(mode: str, config, workdir: str) -> dict | list:
     # Imported here so `--help` stays fast and flags parse before JAX starts.
     from fergan.experiments import train
 
+    config = resolve_config(config, workdir, mode)
     if mode == "train":
-        if config.identity.pretrain and not config.identity.weights:
-            config.identity.weights = _pretrained_identity(config, workdir)
         summary = train.train_and_evaluate(config, workdir)
         _closing_summary(summary, workdir)
         return summary
@@ -164,9 +163,7 @@ def run(mode: str, config, workdir: str) -> dict | list:
     from fergan.experiments import cross_validate
 
     if mode == "cross_validate":
-        result = cross_validate.cross_validate(
-            config, workdir, _VARIANTS.value, _FOLD.value, _pretrained_identity
-        )
+        result = cross_validate.cross_validate(config, workdir, _VARIANTS.value, _FOLD.value)
     else:
         # Default: every variant with a finished fold, not only the config's.
         result = cross_validate.aggregate(config, workdir, _VARIANTS.value)
@@ -208,16 +205,17 @@ def _closing_summary(summary: dict, workdir: str) -> None:
     console.say(f"tensorboard --logdir {folder}")
 
 
-def _pretrained_identity(config, workdir: str) -> str:
-    """`identity.pretrain`: reuse `<workdir>/identity_weights` or train it first."""
-    from fergan.identity.pretrain import pretrain_identity
-    from fergan.identity.weights import PRETRAINED_DIRNAME
+def resolve_config(config, workdir: str, mode: str):
+    """The run's config, resolved once and frozen: references resolved and, for a mode that
+    trains or renders with `identity.pretrain`, `identity.weights` set to the pretrained
+    network (trained first when `<workdir>/identity_weights` is missing)."""
+    from fergan.config_utils import editable_copy, frozen
+    from fergan.identity import ensure_weights
 
-    path = os.path.join(workdir, PRETRAINED_DIRNAME)
-    if not os.path.isdir(path):
-        console.say(f"identity.pretrain: training the identity network into {path}")
-        pretrain_identity(config, workdir)
-    return os.path.abspath(path)
+    config = editable_copy(config)
+    if mode in ("train", "synthesize") and config.identity.pretrain and not config.identity.weights:
+        config.identity.weights = ensure_weights(config, workdir)
+    return frozen(config)
 
 
 def _synthesize(config, workdir: str) -> list[str]:
@@ -225,8 +223,6 @@ def _synthesize(config, workdir: str) -> list[str]:
     from fergan.experiments import synthesize, train
 
     files = synthesize.input_files(_INPUT.value)
-    if config.identity.pretrain and not config.identity.weights:
-        config.identity.weights = _pretrained_identity(config, workdir)
     setup = train.Setup(config, workdir)
     restored = setup.checkpoints.restore(setup.initial_state, step=_STEP.value, best=_BEST.value)
     editor = setup.editor(restored[0])

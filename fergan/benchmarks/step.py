@@ -16,6 +16,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from fergan import determinism, methods
+from fergan.config_utils import editable_copy
 from fergan.data.noise_batch import random_batch
 from fergan.training import cpu_workarounds, replicas
 from fergan.training.parallel import DataParallelStep, select_devices
@@ -44,7 +45,7 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     """Time the training iteration per stage; returns one result dict per stage."""
     method = methods.of(config)
     # One "epoch" per step, so P_pre / P_max in epochs map to the benchmark's stage boundary.
-    config = config.copy_and_resolve_references()
+    config = editable_copy(config)
     config.train.pre_epochs = _PRE_STEPS
     config.train.max_epochs = 2 * _PRE_STEPS
     model = method.build(config, 1)

@@ -273,3 +273,8 @@ def eval_arrays(datasets: Datasets, split: str = "test") -> dict[str, np.ndarray
         "frame": src.frames.copy(),
         "landmarks": landmarks.astype(np.float32),
     }
+
+
+def data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Where TFDS datasets are built and read: `data.data_dir`, else `<workdir>/tfds`."""
+    return config.data.data_dir or os.path.join(workdir, "tfds")

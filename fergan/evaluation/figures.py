@@ -4,13 +4,11 @@ recognition features (Fig. 9), training curves, confusion matrices and the accur
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects with an Agg canvas rather than
 through ``pyplot``, so nothing here touches global backend state or leaks open figures in a
-long training run. Every file is written to a temporary name in the target folder and then
-renamed, so a reader (TensorBoard, a notebook, a crashed run) never sees a half-written PNG.
+long training run. Every file is written with ``fergan.files.atomic_write``, so a reader
+(TensorBoard, a notebook, a crashed run) never sees a half-written PNG.
 """
 
 import math
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -20,6 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 from sklearn.manifold import TSNE
+
+from fergan.files import atomic_write
 
 __all__ = [
     "image_grid",
@@ -78,22 +78,6 @@ def image_grid(images: np.ndarray, pad: int = 2, pad_value: int = 255) -> np.nda
     return out
 
 
-def _atomic_write(path: str, write) -> None:
-    """Calls ``write(tmp_path)`` on a temporary file beside ``path``, then renames it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # A unique name in the same folder (so the rename is atomic), created with the usual
-    # umask-derived permissions rather than mkstemp's owner-only ones.
-    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_png(path: str, image: np.ndarray) -> None:
     """Writes a uint8 image [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] as a PNG, atomically."""
     image = np.asarray(image)
@@ -104,7 +88,7 @@ def save_png(path: str, image: np.ndarray) -> None:
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
         raise ValueError(f"cannot save an image of shape {image.shape} as PNG")
     pil = Image.fromarray(image)
-    _atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +103,7 @@ def _new_figure(width: float, height: float, **kwargs) -> Figure:
 
 
 def _save_figure(fig: Figure, path: str, dpi: int = 100) -> None:
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def _check_tiles(images: np.ndarray, leading: int, name: str) -> np.ndarray:
@@ -279,6 +263,58 @@ def _class_colours(k: int) -> list:
     return [cmap(i % cmap.N) for i in range(k)]
 
 
+def _tsne_panel(
+    name: str, feats: np.ndarray, labels: np.ndarray, synthetic: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One panel's inputs as (features float64 [N, D], labels int64 [N], is_synthetic bool [N]),
+    checked for agreeing shapes and the 4 points t-SNE needs."""
+    feats = np.asarray(feats, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    synthetic = np.asarray(synthetic, dtype=bool).reshape(-1)
+    N = feats.shape[0]
+    if feats.ndim != 2 or labels.shape != (N,) or synthetic.shape != (N,):
+        raise ValueError(
+            f"panel {name!r}: features {feats.shape}, labels {labels.shape}, "
+            f"is_synthetic {synthetic.shape} do not agree"
+        )
+    if N < 4:
+        raise ValueError(f"panel {name!r}: t-SNE needs at least 4 points, got {N}")
+    return feats, labels, synthetic
+
+
+def _tsne_embedding(feats: np.ndarray, seed: int, perplexity: float | None) -> np.ndarray:
+    """[N, D] -> [N, 2]; the default perplexity min(30, (N - 1) / 3) lets small sets work."""
+    N = feats.shape[0]
+    perp = perplexity if perplexity is not None else min(30.0, (N - 1) / 3.0)
+    return TSNE(
+        n_components=2, perplexity=perp, init="pca", learning_rate="auto", random_state=seed
+    ).fit_transform(feats)
+
+
+def _scatter_classes(
+    ax, emb: np.ndarray, labels: np.ndarray, synthetic: np.ndarray, colours: list
+) -> None:
+    """Scatters [N, 2] points: colour = class, marker o = real, x = synthetic."""
+    for k, colour in enumerate(colours):
+        real = (labels == k) & ~synthetic
+        fake = (labels == k) & synthetic
+        ax.scatter(emb[real, 0], emb[real, 1], s=14, marker="o", color=colour, alpha=0.8)
+        ax.scatter(emb[fake, 0], emb[fake, 1], s=18, marker="x", color=colour, alpha=0.8)
+
+
+def _tsne_legend(fig: Figure, class_names: Sequence[str], colours: list) -> None:
+    """One legend right of every panel: a colour per class, then the real / synthetic markers."""
+    handles = [
+        Line2D([], [], marker="s", linestyle="", color=colours[k], markersize=8, label=c)
+        for k, c in enumerate(class_names)
+    ]
+    handles += [
+        Line2D([], [], marker="o", linestyle="", color="0.3", label="real"),
+        Line2D([], [], marker="x", linestyle="", color="0.3", label="synthetic"),
+    ]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+
+
 def plot_tsne(
     path: str,
     panels: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -304,50 +340,23 @@ def plot_tsne(
     """
     if not panels:
         raise ValueError("no panels to plot")
-    K = len(class_names)
-    colours = _class_colours(K)
+    colours = _class_colours(len(class_names))
     n = len(panels)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
     fig = _new_figure(4.6 * ncols + 1.8, 4.4 * nrows, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     embeddings = {}
-    for ax, (name, (feats, labels, synthetic)) in zip(axes, panels.items(), strict=False):
-        feats = np.asarray(feats, dtype=np.float64)
-        labels = np.asarray(labels).astype(np.int64).reshape(-1)
-        synthetic = np.asarray(synthetic, dtype=bool).reshape(-1)
-        N = feats.shape[0]
-        if feats.ndim != 2 or labels.shape != (N,) or synthetic.shape != (N,):
-            raise ValueError(
-                f"panel {name!r}: features {feats.shape}, labels {labels.shape}, "
-                f"is_synthetic {synthetic.shape} do not agree"
-            )
-        if N < 4:
-            raise ValueError(f"panel {name!r}: t-SNE needs at least 4 points, got {N}")
-        perp = perplexity if perplexity is not None else min(30.0, (N - 1) / 3.0)
-        emb = TSNE(
-            n_components=2, perplexity=perp, init="pca", learning_rate="auto", random_state=seed
-        ).fit_transform(feats)
-        embeddings[name] = emb
-        for k in range(K):
-            real = (labels == k) & ~synthetic
-            fake = (labels == k) & synthetic
-            ax.scatter(emb[real, 0], emb[real, 1], s=14, marker="o", color=colours[k], alpha=0.8)
-            ax.scatter(emb[fake, 0], emb[fake, 1], s=18, marker="x", color=colours[k], alpha=0.8)
+    for ax, (name, panel) in zip(axes, panels.items(), strict=False):
+        feats, labels, synthetic = _tsne_panel(name, *panel)
+        embeddings[name] = _tsne_embedding(feats, seed, perplexity)
+        _scatter_classes(ax, embeddings[name], labels, synthetic, colours)
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes[n:]:
         ax.set_visible(False)
-    handles = [
-        Line2D([], [], marker="s", linestyle="", color=colours[k], markersize=8, label=c)
-        for k, c in enumerate(class_names)
-    ]
-    handles += [
-        Line2D([], [], marker="o", linestyle="", color="0.3", label="real"),
-        Line2D([], [], marker="x", linestyle="", color="0.3", label="synthetic"),
-    ]
-    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    _tsne_legend(fig, class_names, colours)
     _save_figure(fig, path)
     return embeddings
 

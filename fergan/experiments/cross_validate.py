@@ -21,17 +21,20 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
 from absl import logging
 
 from fergan import methods
+from fergan.config_utils import editable_copy
 from fergan.data import pipeline
 from fergan.data.preprocess import to_float
 from fergan.evaluation import cv_metrics, figures, judge, measures
 from fergan.experiments import train
+from fergan.files import atomic_write, save_npz, write_json
+from fergan.identity import ensure_weights
 
 FOLD_RESULT = "fold_result.json"
 FEATURES = "features.npz"
@@ -44,9 +47,6 @@ SAMPLE_FIGURES = ("expressions.png", "intensity_sweep.png", "prior_faces.png")
 STD_DDOF = 0
 # Training faces (peak frames) used to choose the verification threshold; caps the cost at 128 px.
 MAX_THRESHOLD_FACES = 256
-
-# (fold config, folder) -> path of identity weights trained on that fold's training subjects.
-PrepareIdentity = Callable[[ml_collections.ConfigDict, str], str]
 
 
 def fold_dir(workdir: str, variant: str, fold: int) -> str:
@@ -68,11 +68,11 @@ def fold_config(
         raise ValueError(
             f"fold={fold} must be in [0, {config.data.num_folds - 1}] (data.num_folds)."
         )
-    cfg = config.copy_and_resolve_references()
+    cfg = editable_copy(config)
     cfg.variant = variant
     cfg.data.fold = fold
     # Absolute, so every fold (and every process) builds the dataset once, in one place.
-    cfg.data.data_dir = os.path.abspath(os.path.expanduser(train.data_dir(config, workdir)))
+    cfg.data.data_dir = os.path.abspath(os.path.expanduser(pipeline.data_dir(config, workdir)))
     return cfg
 
 
@@ -86,12 +86,6 @@ def _threshold_faces(datasets: pipeline.Datasets, seed: int) -> tuple[np.ndarray
         idx = np.sort(rng.choice(idx, MAX_THRESHOLD_FACES, replace=False))
     x = to_float(np.stack([src.image(int(i)) for i in idx]))
     return x, src.subjects[idx]
-
-
-def _save_npz(path: str, **arrays) -> None:
-    tmp = f"{path}.tmp.npz"  # np.savez adds .npz to names without it.
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def _plot_curves(fdir: str) -> bool:
@@ -169,11 +163,16 @@ def evaluate_fold(config: ml_collections.ConfigDict, fdir: str) -> dict:
                 "feature"
             ]
             features["synthetic_labels"] = fake_y
-        _save_npz(os.path.join(fdir, FEATURES), **features)
+        save_npz(os.path.join(fdir, FEATURES), **features)
         _plot_curves(fdir)
         return result
     finally:
         setup.checkpoints.close()
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _read_json(path: str):
@@ -186,12 +185,11 @@ def run_fold(
     workdir: str,
     variant: str,
     fold: int,
-    prepare_identity: PrepareIdentity | None = None,
 ) -> dict:
     """Trains (or resumes, or skips) one fold of one variant and returns its fold result.
 
-    `prepare_identity` provides the fold's identity weights when `identity.pretrain` is set and
-    `identity.weights` is not (main passes its `_pretrained_identity`).
+    With `identity.pretrain` and no `identity.weights`, the fold's identity network is trained
+    on the fold's training subjects once, into `identity/fold_<i>`, and shared by the variants.
     """
     fdir = fold_dir(workdir, variant, fold)
     result_path = os.path.join(fdir, FOLD_RESULT)
@@ -200,12 +198,7 @@ def run_fold(
         return _read_json(result_path)
     cfg = fold_config(config, workdir, variant, fold)
     if cfg.identity.pretrain and not cfg.identity.weights:
-        if prepare_identity is None:
-            raise ValueError(
-                "identity.pretrain is set without identity.weights: pass prepare_identity "
-                "(`--mode cross_validate` does) or set identity.weights."
-            )
-        cfg.identity.weights = prepare_identity(cfg, identity_dir(workdir, fold))
+        cfg.identity.weights = ensure_weights(cfg, identity_dir(workdir, fold))
     summary_path = os.path.join(fdir, "summary.json")
     if not os.path.exists(summary_path):
         logging.info("CV %s fold %d: training in %s.", variant, fold, fdir)
@@ -216,7 +209,7 @@ def run_fold(
         k: summary.get(k)
         for k in ("steps", "stage1_steps", "resumed_from_step", "wall_time_s", "eval")
     }
-    train.write_json(result_path, result)
+    write_json(result_path, result)
     logging.info("CV %s fold %d: accuracy %.4f.", variant, fold, result["accuracy"])
     return result
 
@@ -226,7 +219,6 @@ def cross_validate(
     workdir: str,
     variants: Sequence[str] | None = None,
     fold: int = -1,
-    prepare_identity: PrepareIdentity | None = None,
 ) -> dict:
     """Runs the k-fold protocol (`data.num_folds`) for `variants` (default: the config's).
 
@@ -244,7 +236,7 @@ def cross_validate(
     os.makedirs(workdir, exist_ok=True)
     for f in range(num_folds) if fold < 0 else [fold]:
         for name in variants:
-            run_fold(config, workdir, name, f, prepare_identity)
+            run_fold(config, workdir, name, f)
     logging.info("Cross-validation folds done in %.1f s.", time.time() - start)
     return aggregate(config, workdir, variants)
 
@@ -482,9 +474,7 @@ def aggregate(
         "variants": {name: _variant_summary(r, num_folds) for name, r in collected.items()},
     }
     payload["figures"] = [os.path.relpath(p, workdir) for p in _write_figures(workdir, payload)]
-    train.write_json(os.path.join(workdir, CV_JSON), payload)
-    md_path = os.path.join(workdir, CV_MARKDOWN)
-    with open(f"{md_path}.tmp", "w") as f:
-        f.write(results_markdown(payload))
-    os.replace(f"{md_path}.tmp", md_path)
+    write_json(os.path.join(workdir, CV_JSON), payload)
+    markdown = results_markdown(payload)
+    atomic_write(os.path.join(workdir, CV_MARKDOWN), lambda tmp: _write_text(tmp, markdown))
     return payload

@@ -22,6 +22,7 @@ from fergan.data import pipeline
 from fergan.evaluation import heldout
 from fergan.evaluation.judge import JudgeContext
 from fergan.experiments import checks
+from fergan.files import write_json
 from fergan.identity import weights as identity_weights
 from fergan.training import cpu_workarounds, replicas
 from fergan.training.parallel import DataParallelStep, select_devices
@@ -29,19 +30,6 @@ from fergan.training.parallel import DataParallelStep, select_devices
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or Inf; training stopped before saving that state."""
-
-
-def data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
-    """Where TFDS datasets are built: `data.data_dir`, else `<workdir>/tfds`."""
-    return config.data.data_dir or os.path.join(workdir, "tfds")
-
-
-def write_json(path: str, payload) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -63,10 +51,10 @@ class Setup:
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         self.config = config
         self.method = methods.of(config)
-        self.datasets = pipeline.build_datasets(config, data_dir(config, workdir))
+        self.datasets = pipeline.build_datasets(config, pipeline.data_dir(config, workdir))
         self.steps_per_epoch = pipeline.steps_per_epoch(config, self.datasets)
         self.model = self.method.build(config, self.steps_per_epoch)
-        identity = identity_weights.identity_params_for(config, self.model.nets, workdir)
+        identity = identity_weights.identity_params_for(config, workdir)
         init = functools.partial(self.method.init_state, self.model, identity_params=identity)
         self.num_replicas = int(config.num_replicas)
         if self.num_replicas > 1:

@@ -1,5 +1,8 @@
 """The identity network's weights: converted from PyTorch, pretrained here, and verified."""
 
+from fergan.identity.ensure import ensure_weights
+from fergan.identity.features import identity_features
+from fergan.identity.network import identity_network
 from fergan.identity.verification import rank1_accuracy, verification_auc
 from fergan.identity.weights import (
     identity_params_for,
@@ -9,6 +12,9 @@ from fergan.identity.weights import (
 )
 
 __all__ = [
+    "ensure_weights",
+    "identity_features",
+    "identity_network",
     "identity_params_for",
     "load_identity_params",
     "rank1_accuracy",

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fergan.identity.weights import FORMAT, flat_shapes
+from fergan.identity.weights import FORMAT, flat_shapes, unflatten
 from fergan.models import LightCNN29
 
 PyTree = Any
@@ -127,6 +127,67 @@ def _fc_from_torch(weight: np.ndarray, flat_in: int, out: int, grid: int) -> np.
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(flat_in, out))
 
 
+def _version_of(state: Mapping[str, np.ndarray], version: int | None) -> int:
+    """`version` checked to be 1 or 2, or detected from the `fc` names when None."""
+    version = detect_version(state) if version is None else int(version)
+    if version not in (1, 2):
+        raise ValueError(f"version must be 1 or 2, got {version}.")
+    return version
+
+
+def _num_classes(state: Mapping[str, np.ndarray]) -> int:
+    """Rows of `fc2.weight` [num_classes, 256]: the identity classes the checkpoint was trained
+    on (1 when it has no usable fc2, so the model still builds)."""
+    fc2 = state.get("fc2.weight")
+    return int(fc2.shape[0]) if fc2 is not None and fc2.ndim == 2 else 1
+
+
+def _mismatches(
+    state: Mapping[str, np.ndarray], wanted: dict, names: dict[str, str]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing torch names, unused torch names, wrong-shape lines) of `state` against the Flax
+    shapes `wanted` ({flax path: shape}) under the name map `names` ({flax path: torch name})."""
+    missing = sorted(n for n in names.values() if n not in state)
+    unused = sorted(set(state) - set(names.values()))
+    wrong = []
+    for path, shape in wanted.items():
+        name = names[path]
+        if name in state and tuple(state[name].shape) != _torch_shape(path, shape):
+            wrong.append(
+                f"{name}: checkpoint shape {tuple(state[name].shape)}, expected "
+                f"{_torch_shape(path, shape)} (Flax {path} {shape})"
+            )
+    return missing, unused, wrong
+
+
+def _check_fits(
+    state: Mapping[str, np.ndarray], wanted: dict, names: dict[str, str], layout: str, version: int
+) -> None:
+    """Raises ValueError listing every missing, unused and wrongly shaped tensor at once."""
+    missing, unused, wrong = _mismatches(state, wanted, names)
+    if not (missing or unused or wrong):
+        return
+    lines = [f"missing tensor {n}" for n in missing]
+    lines += [f"extra tensor {n} {tuple(state[n].shape)} (not in the model)" for n in unused]
+    lines += [f"wrong shape for {w}" for w in wrong]
+    hint = ""
+    if any(n.startswith("fc.") for n in missing + unused) or any("fc." in w for w in wrong):
+        hint = f"\n(fc's input is (image_size/16)^2 * 128 * width; v{version} was assumed.)"
+    raise ValueError(f"Checkpoint does not match the {layout}:\n  " + "\n  ".join(lines) + hint)
+
+
+def _to_flax(tensor: np.ndarray, path: str, shape: tuple[int, ...], version: int, grid: int):
+    """One torch tensor in the Flax layout of parameter `path` (of Flax `shape`)."""
+    t = np.asarray(tensor, np.float32)
+    if path == _FC_PATHS[version]:
+        return _fc_from_torch(t, shape[0], shape[1], grid)
+    if t.ndim == 4:  # OIHW -> HWIO
+        return np.ascontiguousarray(t.transpose(2, 3, 1, 0))
+    if t.ndim == 2:  # [out, in] -> [in, out]
+        return np.ascontiguousarray(t.T)
+    return t.copy()
+
+
 def convert_state_dict(
     state: Mapping[str, np.ndarray],
     *,
@@ -150,54 +211,20 @@ def convert_state_dict(
         does not match (torch name, checkpoint shape and expected shape).
     """
     state = strip_prefix(state)
-    version = detect_version(state) if version is None else int(version)
-    if version not in (1, 2):
-        raise ValueError(f"version must be 1 or 2, got {version}.")
-    fc2 = state.get("fc2.weight")
-    num_classes = int(fc2.shape[0]) if fc2 is not None and fc2.ndim == 2 else 1
+    version = _version_of(state, version)
+    num_classes = _num_classes(state)
     wanted = flax_shapes(version, width, image_size, num_classes)
     names = {path: torch_name(path) for path in wanted}
     layout = f"LightCNN-29 v{version} at image size {image_size}, width {width}"
-
-    missing = sorted(n for n in names.values() if n not in state)
-    unused = sorted(set(state) - set(names.values()))
-    wrong = []
-    for path, shape in wanted.items():
-        name = names[path]
-        if name in state and tuple(state[name].shape) != _torch_shape(path, shape):
-            wrong.append(
-                f"{name}: checkpoint shape {tuple(state[name].shape)}, expected "
-                f"{_torch_shape(path, shape)} (Flax {path} {shape})"
-            )
-    if missing or unused or wrong:
-        lines = [f"missing tensor {n}" for n in missing]
-        lines += [f"extra tensor {n} {tuple(state[n].shape)} (not in the model)" for n in unused]
-        lines += [f"wrong shape for {w}" for w in wrong]
-        hint = ""
-        if any(n.startswith("fc.") for n in missing + unused) or any("fc." in w for w in wrong):
-            hint = f"\n(fc's input is (image_size/16)^2 * 128 * width; v{version} was assumed.)"
-        raise ValueError(f"Checkpoint does not match the {layout}:\n  " + "\n  ".join(lines) + hint)
+    _check_fits(state, wanted, names, layout, version)
 
     grid = image_size // 16
-    flat = {}
-    for path, shape in wanted.items():
-        t = np.asarray(state[names[path]], np.float32)
-        if path == _FC_PATHS[version]:
-            flat[path] = _fc_from_torch(t, shape[0], shape[1], grid)
-        elif t.ndim == 4:
-            flat[path] = np.ascontiguousarray(t.transpose(2, 3, 1, 0))
-        elif t.ndim == 2:
-            flat[path] = np.ascontiguousarray(t.T)
-        else:
-            flat[path] = t.copy()
-
-    params: dict = {}
-    for path, value in flat.items():
-        node = params
-        *parents, leaf = path.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    params = unflatten(
+        {
+            path: _to_flax(state[names[path]], path, shape, version, grid)
+            for path, shape in wanted.items()
+        }
+    )
     # Each Flax parameter was filled from its own torch name, and the name sets matched exactly,
     # so every tensor was used once; the rebuilt tree must also be exactly the model's.
     if flat_shapes(params) != wanted:

@@ -1,6 +1,9 @@
-"""Placeholder until the identity branch lands (taken from there at merge)."""
+"""F_id, the identity feature of faces (Eq. 12), computed in one place."""
+
+from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import numpy as np
@@ -8,11 +11,34 @@ import numpy as np
 from fergan.batching import batched_apply
 from fergan.models import LightCNN29, to_lightcnn_input
 
+PyTree = Any
+
+# Faces per call: every call has this many rows (the last padded), so it compiles once.
+FEATURE_BATCH = 64
+
 
 @functools.partial(jax.jit, static_argnums=0)
-def _identity_feature(model: LightCNN29, params, x: jax.Array) -> jax.Array:
-    return model.apply({"params": params}, to_lightcnn_input(x), method=LightCNN29.identity_feature)
+def _identity_feature(model: LightCNN29, params: PyTree, faces: jax.Array) -> jax.Array:
+    """[B, S, S, c] faces in [-1, 1] -> F_id [B, 256*width], the input conversion jitted too."""
+    return model.apply(
+        {"params": params}, to_lightcnn_input(faces), method=LightCNN29.identity_feature
+    )
 
 
-def identity_features(model: LightCNN29, params, x: np.ndarray) -> np.ndarray:
-    return batched_apply(lambda xb: _identity_feature(model, params, xb), x)
+def identity_features(
+    model: LightCNN29, params: PyTree, x: np.ndarray, batch: int = FEATURE_BATCH
+) -> np.ndarray:
+    """F_id of faces.
+
+    Args:
+      model: the LightCNN29 definition (width, version, dtype).
+      params: its parameter tree (with or without `fc2`).
+      x: [N, S, S, c] faces in [-1, 1], c = 1 or 3 (RGB is reduced to luminance).
+      batch: faces per jitted call.
+
+    Returns:
+      [N, 256*width] float32 features ([0, 256*width] when N == 0).
+    """
+    return batched_apply(
+        lambda xb: _identity_feature(model, params, xb), np.asarray(x), batch=batch
+    )

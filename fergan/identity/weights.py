@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from fergan.methods.fesr.networks import Networks
+from fergan.identity.network import identity_network
 from fergan.models import LightCNN29
 
 PyTree = Any
@@ -106,22 +106,99 @@ def read_identity_metadata(path: str) -> dict:
     return dict(restored[META_ITEM] or {})
 
 
-def expected_identity_shapes(nets: Networks) -> dict[str, tuple[int, ...]]:
-    """Flat shapes of the identity tree `init_state` builds for `nets` (no `fc2`)."""
-    size = nets.image_size
+def expected_identity_shapes(model: LightCNN29, image_size: int) -> dict[str, tuple[int, ...]]:
+    """Flat shapes of the identity tree `init_state` builds for `model` on [1, S, S, 1] images,
+    S = `image_size` (no `fc2`: training runs `LightCNN29.features`)."""
     tree = jax.eval_shape(
-        lambda x: nets.identity.init(jax.random.PRNGKey(0), x, method=LightCNN29.features),
-        jnp.zeros((1, size, size, 1)),
+        lambda x: model.init(jax.random.PRNGKey(0), x, method=LightCNN29.features),
+        jnp.zeros((1, image_size, image_size, 1)),
     )["params"]
     return flat_shapes(tree)
 
 
-def load_identity_params(path: str, nets: Networks) -> PyTree:
-    """Restores identity weights for `nets`: the LightCNN29 tree without `fc2`, as numpy float32.
+def unflatten(flat: dict[str, Any]) -> dict:
+    """{'a/b/kernel': leaf} -> {'a': {'b': {'kernel': leaf}}} (the inverse of `flat_shapes`'
+    key paths)."""
+    tree: dict = {}
+    for path, leaf in flat.items():
+        node = tree
+        *parents, name = path.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[name] = leaf
+    return tree
 
-    Every parameter is checked against the model built from the config (its width, image size
-    and version) before anything is read. The published weights fit only image_size 128 and
-    width 1.0, since `fc` takes the flattened (S/16) x (S/16) x 128 map.
+
+def _check_version(path: str, meta: dict, model: LightCNN29) -> None:
+    """Raises ValueError when the weights hold another LightCNN-29 layout than `model`."""
+    saved_version = int(meta.get("version", 2))
+    if saved_version != model.version:
+        raise ValueError(
+            f"identity.weights={path} holds LightCNN-29 v{saved_version} weights but the model is "
+            f"v{model.version}; set identity.version={saved_version}."
+        )
+
+
+def _saved_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    """Flat shapes of the `params` item, read from Orbax's metadata (no array is loaded)."""
+    with _checkpointer() as ckpt:
+        saved_tree = ckpt.metadata(path).item_metadata[PARAMS_ITEM].tree
+    return flat_shapes(saved_tree)
+
+
+def _shape_problems(saved: dict, wanted: dict) -> list[str]:
+    """One line per parameter missing from `saved`, extra in it, or of another shape."""
+    problems = [
+        f"missing parameter {k} (model expects shape {wanted[k]})" for k in wanted if k not in saved
+    ]
+    problems += [
+        f"extra parameter {k} {saved[k]} not in the model" for k in saved if k not in wanted
+    ]
+    problems += [
+        f"parameter {k} has shape {saved[k]} in the file but {wanted[k]} in the model"
+        for k in wanted
+        if k in saved and saved[k] != wanted[k]
+    ]
+    return problems
+
+
+def _check_shapes(path: str, meta: dict, saved: dict, model: LightCNN29, image_size: int) -> None:
+    """Raises ValueError listing every mismatch between the file's tree (fc2 aside) and the
+    tree `model` builds at `image_size`, with the config keys that set the model's shapes."""
+    # fc2 (identity logits) is never used in training; a file may carry it.
+    saved_used = {k: v for k, v in saved.items() if not k.startswith("fc2/")}
+    problems = _shape_problems(saved_used, expected_identity_shapes(model, image_size))
+    if not problems:
+        return
+    where = (
+        f"model.image_size={image_size}, model.width={model.width} (published LightCNN-29 "
+        f"weights fit only image_size 128, width 1.0; these weights were made for image_size="
+        f"{meta.get('image_size', '?')}, width={meta.get('width', '?')})"
+    )
+    raise ValueError(
+        f"identity.weights={path} does not fit the identity network at {where}:\n  "
+        + "\n  ".join(problems)
+    )
+
+
+def _restore_params(path: str, saved: dict[str, tuple[int, ...]]) -> PyTree:
+    """The whole `params` item as numpy float32, restored into a tree of `saved`'s shapes."""
+    target = unflatten({k: np.zeros(shape, np.float32) for k, shape in saved.items()})
+    with _checkpointer() as ckpt:
+        restored = ckpt.restore(
+            path, args=ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(target)})
+        )[PARAMS_ITEM]
+    return jax.tree.map(lambda a: np.asarray(a, np.float32), dict(restored))
+
+
+def load_identity_params(path: str, model: LightCNN29, image_size: int) -> PyTree:
+    """Restores identity weights for `model` on S x S images, S = `image_size`: the LightCNN29
+    tree without `fc2`, as numpy float32 (conv kernels [kh, kw, in, 2*out], `fc/kernel`
+    [(S/16)^2 * 128*width, 256*width] for v2).
+
+    Every parameter is checked against the model (its width and version) at `image_size` before
+    anything is read. The published weights fit only image_size 128 and width 1.0, since `fc`
+    takes the flattened (S/16) x (S/16) x 128 map.
 
     Raises:
       FileNotFoundError: `path` does not exist.
@@ -130,59 +207,13 @@ def load_identity_params(path: str, nets: Networks) -> PyTree:
     """
     path = os.path.abspath(os.path.expanduser(path))
     _check_dir(path)
-    model: LightCNN29 = nets.identity
     meta = read_identity_metadata(path)
-    saved_version = int(meta.get("version", 2))
-    if saved_version != model.version:
-        raise ValueError(
-            f"identity.weights={path} holds LightCNN-29 v{saved_version} weights but the model is "
-            f"v{model.version}; set identity.version={saved_version}."
-        )
-    with _checkpointer() as ckpt:
-        saved_tree = ckpt.metadata(path).item_metadata[PARAMS_ITEM].tree
-    saved = flat_shapes(saved_tree)
-    wanted = expected_identity_shapes(nets)
-    # fc2 (identity logits) is never used in training; a file may carry it.
-    saved_used = {k: v for k, v in saved.items() if not k.startswith("fc2/")}
-    where = (
-        f"model.image_size={nets.image_size}, model.width={model.width} (published LightCNN-29 "
-        f"weights fit only image_size 128, width 1.0; these weights were made for image_size="
-        f"{meta.get('image_size', '?')}, width={meta.get('width', '?')})"
-    )
-    problems = [
-        f"missing parameter {k} (model expects shape {wanted[k]})"
-        for k in wanted
-        if k not in saved_used
-    ]
-    problems += [
-        f"extra parameter {k} {saved_used[k]} not in the model"
-        for k in saved_used
-        if k not in wanted
-    ]
-    problems += [
-        f"parameter {k} has shape {saved_used[k]} in the file but {wanted[k]} in the model"
-        for k in wanted
-        if k in saved_used and saved_used[k] != wanted[k]
-    ]
-    if problems:
-        raise ValueError(
-            f"identity.weights={path} does not fit the identity network at {where}:\n  "
-            + "\n  ".join(problems)
-        )
-    target = {}
-    for key, shape in saved.items():  # Orbax restores the whole tree; fc2 is dropped after.
-        node = target
-        *parents, leaf = key.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = np.zeros(shape, np.float32)
-    with _checkpointer() as ckpt:
-        restored = ckpt.restore(
-            path, args=ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(target)})
-        )[PARAMS_ITEM]
-    restored = dict(restored)
+    _check_version(path, meta, model)
+    saved = _saved_shapes(path)
+    _check_shapes(path, meta, saved, model, image_size)
+    restored = _restore_params(path, saved)  # Orbax restores the whole tree; fc2 is dropped.
     restored.pop("fc2", None)
-    return jax.tree.map(lambda a: np.asarray(a, np.float32), restored)
+    return restored
 
 
 def resolve_weights_path(weights: str, workdir: str | None = None) -> str:
@@ -222,10 +253,11 @@ def untrained_warning(workdir: str | None = None) -> str:
 
 
 def identity_params_for(
-    config: ml_collections.ConfigDict, nets: Networks, workdir: str | None = None
+    config: ml_collections.ConfigDict, workdir: str | None = None
 ) -> PyTree | None:
     """Identity params for a run: loaded from `config.identity.weights`, or None (untrained).
 
+    The weights are checked against `identity_network(config)` at `config.model.image_size`.
     With no weights configured this logs one loud warning per process and returns None, so
     `init_state` draws random identity parameters. A relative `identity.weights` is looked up in
     the current directory, then in `workdir`.
@@ -234,7 +266,7 @@ def identity_params_for(
     weights = config.identity.weights
     if weights:
         path = resolve_weights_path(weights, workdir)
-        params = load_identity_params(path, nets)
+        params = load_identity_params(path, identity_network(config), int(config.model.image_size))
         logging.info("Identity network: LightCNN-29 weights from %s.", path)
         return params
     if not _warned_untrained:

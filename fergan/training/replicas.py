@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from fergan.config_utils import editable_copy
 from fergan.data import pipeline
 
 
@@ -96,7 +97,7 @@ def make_iterator(config: ml_collections.ConfigDict, datasets):
     if config.num_replicas > 1 and config.replica_data == "per_replica":
         iterators = []
         for seed in replica_seeds(config):
-            own = config.copy_and_resolve_references()
+            own = editable_copy(config)
             own.seed = seed
             iterators.append(pipeline.make_train_iterator(own, datasets, **kwargs))
         return ReplicaIterators(iterators)

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 
 from configs import default  # noqa: E402
 from fergan.identity.convert import read_checkpoint  # noqa: E402
+from fergan.identity.network import identity_network  # noqa: E402
 from fergan.identity.weights import load_identity_params, read_identity_metadata  # noqa: E402
-from fergan.methods.fesr.networks import build_networks  # noqa: E402
 from fergan.models import LightCNN29  # noqa: E402
 from fergan.tools import convert_lightcnn  # noqa: E402
 from tests.identity import torch_lightcnn  # noqa: E402
@@ -73,10 +73,11 @@ def test_v2_release_checkpoint_is_numerically_equivalent(v2_release, capsys):
     assert np.abs(f_logits - t_logits).max() < 1e-4
 
     # What training loads: the paper-size identity tree without fc2, same features.
-    nets = build_networks(default.get_config().model)
-    params = load_identity_params(out, nets)
+    config = default.get_config()
+    identity = identity_network(config)
+    params = load_identity_params(out, identity, config.model.image_size)
     assert "fc2" not in params
-    feature = nets.identity.apply(
+    feature = identity.apply(
         {"params": params},
         jnp.asarray(np.random.default_rng(0).uniform(size=(2, 1, 128, 128)).transpose(0, 2, 3, 1)),
         method=LightCNN29.identity_feature,

@@ -6,13 +6,21 @@ import json
 import math
 import os
 
+import pytest
+
 from configs import default
-from fergan.identity import identity_params_for, load_identity_params, read_identity_metadata
+from fergan.identity import (
+    ensure_weights,
+    identity_network,
+    identity_params_for,
+    load_identity_params,
+    pretrain,
+    read_identity_metadata,
+)
 from fergan.identity.pretrain import pretrain_identity
-from fergan.methods.fesr.networks import build_networks
 
 
-def test_tiny_pretrain_generalises_to_held_out_subjects(tmp_path):
+def test_tiny_pretrain_generalises_to_held_out_subjects(tmp_path, monkeypatch):
     config = default.get_config()
     config.model.image_size = 32
     config.model.width = 0.25
@@ -25,6 +33,7 @@ def test_tiny_pretrain_generalises_to_held_out_subjects(tmp_path):
     config.identity.pretrain_learning_rate = 1e-3
     config.identity.pretrain_log_every = 40
     workdir = os.fspath(tmp_path)
+    before = config.to_json()
 
     out = pretrain_identity(config, workdir)
 
@@ -43,12 +52,16 @@ def test_tiny_pretrain_generalises_to_held_out_subjects(tmp_path):
     meta = read_identity_metadata(out["weights"])
     assert meta["num_classes"] == 10 and meta["source"] == "pretrain_identity"
 
-    # The config now points at the weights, which load for the run's networks.
+    # The config is only read; identity.pretrain then reuses the finished weights (no second
+    # training), and they load for the run's identity network.
+    assert config.to_json() == before
+    config.identity.pretrain = True
+    monkeypatch.setattr(pretrain, "pretrain_identity", lambda *a: pytest.fail("trained again"))
+    config.identity.weights = ensure_weights(config, workdir)
     assert config.identity.weights == out["weights"]
-    nets = build_networks(config.model)
-    params = identity_params_for(config, nets)
+    params = identity_params_for(config)
     assert "fc2" not in params
     assert (
         params["fc"]["kernel"].shape
-        == load_identity_params(out["weights"], nets)["fc"]["kernel"].shape
+        == load_identity_params(out["weights"], identity_network(config), 32)["fc"]["kernel"].shape
     )
