@@ -19,7 +19,7 @@ from fergan import determinism, methods
 from fergan.config_utils import editable_copy
 from fergan.data.noise_batch import random_batch
 from fergan.training import cpu_workarounds, replicas
-from fergan.training.parallel import DataParallelStep, select_devices
+from fergan.training.parallel import data_parallel_step, select_devices
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed iterations per stage.")
@@ -51,7 +51,7 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     model = method.build(config, 1)
     devices = select_devices(config.train.num_devices, config.train.batch_size)
     num_replicas = int(config.num_replicas)
-    runner = DataParallelStep(
+    runner = data_parallel_step(
         functools.partial(method.train_step, model),
         devices,
         config.train.parallel,

@@ -25,7 +25,7 @@ from fergan.experiments import checks
 from fergan.files import write_json
 from fergan.identity import weights as identity_weights
 from fergan.training import cpu_workarounds, replicas
-from fergan.training.parallel import DataParallelStep, select_devices
+from fergan.training.parallel import data_parallel_step, select_devices
 
 
 class NonFiniteLossError(RuntimeError):
@@ -206,7 +206,7 @@ def train_and_evaluate(
     model = setup.model
     is_main = jax.process_index() == 0
     devices = select_devices(config.train.num_devices, config.train.batch_size)
-    runner = DataParallelStep(
+    runner = data_parallel_step(
         functools.partial(setup.method.train_step, setup.model),
         devices,
         config.train.parallel,

@@ -12,7 +12,7 @@ from fergan.methods.fesr.hparams import make_hparams
 from fergan.methods.fesr.networks import build_networks
 from fergan.methods.fesr.state import init_state
 from fergan.training import cpu_workarounds
-from fergan.training.parallel import DataParallelStep
+from fergan.training.parallel import data_parallel_step
 
 
 def tiny_config(variant="FESR_JL", batch_size=8, pre_epochs=1, max_epochs=4, seed=0):
@@ -43,10 +43,10 @@ def random_batch(config, seed=0):
     return noise_batch.random_batch(config, np.random.default_rng(seed))
 
 
-def parallel_runner(nets, hp, devices, mode, config=None, **kwargs) -> DataParallelStep:
+def parallel_runner(nets, hp, devices, mode, config=None, **kwargs):
     """The data-parallel driver of FESR's step (replica batching resolved from `config`)."""
     batching = config.get("replica_batching", "auto") if config is not None else "auto"
-    return DataParallelStep(
+    return data_parallel_step(
         functools.partial(step_lib.train_step, nets, hp),
         devices,
         mode,
