@@ -36,7 +36,8 @@ import orbax.checkpoint as ocp
 
 from fergan import console
 from fergan.data import builders as data_builders
-from fergan.data import pipeline, synthetic
+from fergan.data import face_renderer as synthetic
+from fergan.data import pipeline
 from fergan.data.preprocess import to_float
 from fergan.evaluation import edit_metrics, synthesis
 from fergan.evaluation.fold_metrics import batched_apply

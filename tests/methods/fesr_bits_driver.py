@@ -32,10 +32,9 @@ def demo_config(workdir: str):
 
 
 def state_digest(folder: str) -> str:
+    import jax
     import numpy as np
     import orbax.checkpoint as ocp
-
-    import jax
 
     tree = ocp.StandardCheckpointer().restore(os.path.abspath(folder))
     hashes = sorted(
