@@ -1,4 +1,5 @@
-"""How far apart runs that should agree end: `python -m benchmarks.agreement [--steps N]`.
+"""How far apart runs that should agree end:
+`python -m fergan.benchmarks.agreement [--steps N]`.
 
 Trains the tiny config (32 px, width 0.125, batch 8, FESR_JL) for a few steps on fixed noise
 batches in several ways and prints, for each pair that docs/reproducibility.md lists, one JSON

@@ -1,6 +1,6 @@
 """Eager PyTorch reference of one stage-2 training iteration (FESR_JL), for speed comparison.
 
-`python -m benchmarks.torch_reference --image_size 128 --batch 16 --steps 5` builds the same
+`python -m fergan.benchmarks.torch_reference --image_size 128 --batch 16 --steps 5` builds the same
 networks as fergan (Tables I-II, LightCNN-29 v2 frozen) and times a straightforward eager
 implementation of Algorithm 1's Dz, Dimg, R and G updates, printing one JSON line shaped like
 `fergan.bench`'s. torch is an optional extra (`pip install -e '.[torch]'`).
