@@ -1,4 +1,4 @@
-"""Print the command (or folder) of sweep entries, for cluster scripts such as launch/slurm.sh.
+"""Print the command (or folder) of sweep entries, for cluster scripts (fergan/launch/slurm.sh).
 
   python -m fergan.launch.sweep_entry --config configs/ck_plus.py \
       --sweep sweeps/variants_x_folds.py --workdir runs/ck --index 3 [-- extra flags]
