@@ -1,6 +1,6 @@
 """Two short runs (BASELINE, seeds 0 and 1): checks a launcher end to end in about a minute.
 
-Pair it with flags that shrink the config (see launch/README.md, "Local runs").
+Pair it with flags that shrink the config (see docs/launch.md, "Local runs").
 """
 
 

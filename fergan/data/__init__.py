@@ -1,7 +1,7 @@
 """fergan's data layer: TFDS builders, subject-independent folds and the grain training pipeline.
 
-Modules: `synthetic` (procedural faces and their landmarks), `preprocess`, `align` (68-point
+Modules: `face_renderer` (procedural faces and their landmarks), `preprocess`, `align` (68-point
 landmark alignment), `dlib_landmarks` (optional), `builders` (TFDS, one module per database),
-`folds`, `pipeline` (check_data, build_datasets, make_train_iterator, eval_arrays), `bench`,
+`folds`, `pipeline` (check_data, build_datasets, make_train_iterator, eval_arrays),
 `separability`.
 """

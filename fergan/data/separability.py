@@ -13,7 +13,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from fergan.data import synthetic
+from fergan.data import face_renderer
 
 _OUT = flags.DEFINE_string("out", "docs/figures", "Folder for the PNG figures.")
 _SIZE = flags.DEFINE_integer("size", 32, "Image size.")
@@ -24,7 +24,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Random draws of the training subj
 
 
 def _render(seed: int, num_subjects: int, size: int) -> dict[str, np.ndarray]:
-    frames = list(synthetic.generate(seed, num_subjects, size))
+    frames = list(face_renderer.generate(seed, num_subjects, size))
     return {
         "x": np.stack([f.image for f in frames]).reshape(len(frames), -1).astype(np.float32) / 255,
         "y": np.array([f.label for f in frames]),
@@ -81,17 +81,19 @@ def sample_grid(seed: int = 0, subjects: int = 6, size: int = 96, steps: int = 8
     """
     rows = []
     for s in range(subjects):
-        idt = synthetic.sample_identity(np.random.default_rng([seed, 0, s]))
+        idt = face_renderer.sample_identity(np.random.default_rng([seed, 0, s]))
         rng = np.random.default_rng([seed, 3, s])
         # Same nuisance scale as the dataset default (config.data.synthetic_nuisance).
         cells = [
-            synthetic.render_face(idt, k, a, size, rng, synthetic.sample_nuisance(rng, 0.2))
+            face_renderer.render_face(idt, k, a, size, rng, face_renderer.sample_nuisance(rng, 0.2))
             for k, a in [(None, 0.0)] + [(k, 1.0) for k in range(7)]
         ]
         rows.append(np.concatenate(cells, 1))
-    idt = synthetic.sample_identity(np.random.default_rng([seed, 0, 0]))
+    idt = face_renderer.sample_identity(np.random.default_rng([seed, 0, 0]))
     ramp = np.linspace(0.0, 1.0, steps)
-    rows.append(np.concatenate([synthetic.render_face(idt, "happiness", a, size) for a in ramp], 1))
+    rows.append(
+        np.concatenate([face_renderer.render_face(idt, "happiness", a, size) for a in ramp], 1)
+    )
     return np.concatenate(rows, 0)
 
 

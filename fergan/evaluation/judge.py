@@ -37,7 +37,8 @@ import orbax.checkpoint as ocp
 from fergan import console
 from fergan.batching import batched_apply
 from fergan.data import builders as data_builders
-from fergan.data import pipeline, synthetic
+from fergan.data import face_renderer as synthetic
+from fergan.data import pipeline
 from fergan.data.preprocess import to_float
 from fergan.evaluation import edit_metrics
 from fergan.models.judges import (

@@ -13,8 +13,8 @@ shows a multi-process launch; `jax.distributed.initialize()` then finds the valu
   Open MPI   OMPI_MCA_orte_hnp_uri with OMPI_COMM_WORLD_SIZE > 1 (`mpirun`).
   TPU pod    TPU_WORKER_HOSTNAMES naming several hosts, or MEGASCALE_COORDINATOR_ADDRESS (GKE,
              multislice); on Cloud TPU VMs started with `gcloud ... --worker=all` set
-             FERGAN_DISTRIBUTED=1 (launch/tpu_pod.sh does) and JAX reads the rest from the VM
-             metadata.
+             FERGAN_DISTRIBUTED=1 (fergan/launch/tpu_pod.sh does) and JAX reads the rest from the
+             VM metadata.
 
 FERGAN_DISTRIBUTED=1 forces the call, FERGAN_DISTRIBUTED=0 prevents it. JAX_COORDINATOR_PORT
 overrides the port JAX derives (SLURM: from the job id). A plain single-process run needs none

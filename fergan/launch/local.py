@@ -1,4 +1,4 @@
-"""Run a sweep on this machine: one `python -m fergan.main` subprocess per entry.
+r"""Run a sweep on this machine: one `python -m fergan.main` subprocess per entry.
 
   python -m fergan.launch.local --config configs/demo.py --sweep sweeps/smoke.py \
       --workdir runs/smoke --max_parallel 2 [--devices_per_run N] [--dry_run] [-- extra flags]
@@ -12,7 +12,6 @@ a table of run / status / exit code / wall time; the exit code is 1 when any run
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import os
@@ -23,7 +22,10 @@ import subprocess
 import sys
 import time
 
+from absl import flags
+
 from fergan.launch import sweep
+from fergan.tools import cli
 
 # Chip-grid shape of a process holding N chips of one TPU host (libtpu's
 # TPU_CHIPS_PER_PROCESS_BOUNDS); other counts do not form a sub-grid a process can own.
@@ -229,58 +231,57 @@ def format_table(results: list[Result]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fergan.launch.local",
-        description=__doc__.splitlines()[0],
-        epilog="Flags after `--` are passed to every run (e.g. -- --config.train.max_epochs=2).",
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The launcher's own flags (those for every run come after `--`)."""
+    fv = flag_values
+    flags.DEFINE_string("config", None, "Config file (configs/<name>.py[:arg]).", flag_values=fv)
+    flags.DEFINE_string("sweep", None, "Sweep file defining get_sweep().", flag_values=fv)
+    flags.DEFINE_string(
+        "workdir", None, "Root folder; each run gets <root>/<name>.", flag_values=fv
     )
-    p.add_argument("--config", required=True, help="Config file (configs/<name>.py[:arg]).")
-    p.add_argument("--sweep", required=True, help="Sweep file defining get_sweep().")
-    p.add_argument("--workdir", required=True, help="Root folder; each run gets <root>/<name>.")
-    p.add_argument("--max_parallel", type=int, default=1, help="Runs at the same time.")
-    p.add_argument(
-        "--devices_per_run",
-        type=int,
-        default=0,
-        help="Accelerators pinned to each run (0: every run sees every device).",
+    flags.DEFINE_integer("max_parallel", 1, "Runs at the same time.", flag_values=fv)
+    flags.DEFINE_integer(
+        "devices_per_run",
+        0,
+        "Accelerators pinned to each run (0: every run sees every device).",
+        flag_values=fv,
     )
-    p.add_argument(
-        "--platform",
-        choices=("auto", "gpu", "tpu", "cpu"),
-        default="auto",
-        help="Accelerator kind to pin (auto: detect).",
+    flags.DEFINE_enum(
+        "platform",
+        "auto",
+        ["auto", "gpu", "tpu", "cpu"],
+        "Accelerator kind to pin (auto: detect).",
+        flag_values=fv,
     )
-    p.add_argument(
-        "--devices", default=None, help="Comma-separated device ids to use (default: all found)."
+    flags.DEFINE_string(
+        "devices", None, "Comma-separated device ids to use (default: all found).", flag_values=fv
     )
-    p.add_argument("--python", default=sys.executable, help="Interpreter for the runs.")
-    p.add_argument("--dry_run", action="store_true", help="Print the commands; run nothing.")
-    return p
+    flags.DEFINE_string("python", sys.executable, "Interpreter for the runs.", flag_values=fv)
+    flags.DEFINE_bool("dry_run", False, "Print the commands; run nothing.", flag_values=fv)
+    flags.mark_flags_as_required(["config", "sweep", "workdir"], flag_values=fv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: 0 when every run succeeded (or was skipped), 1 otherwise."""
-    own, extra = sweep.split_passthrough(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(own)
+def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
+    """The program, given argv = [program, *flags for every run] after flag parsing: 0 when
+    every run succeeded (or was skipped), 1 otherwise, 130 after Ctrl-C."""
+    fv = flag_values
     try:
-        runs = plan(args.config, args.sweep, args.workdir, args.python, extra)
-        platform, devices = detect_accelerators(args.platform)
-        if args.devices is not None:
-            devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-        slots = device_slots(platform, devices, args.devices_per_run, args.max_parallel)
+        runs = plan(fv.config, fv.sweep, fv.workdir, fv.python, extra=argv[1:])
+        platform, devices = detect_accelerators(fv.platform)
+        if fv.devices is not None:
+            devices = [d.strip() for d in fv.devices.split(",") if d.strip()]
+        slots = device_slots(platform, devices, fv.devices_per_run, fv.max_parallel)
     except (sweep.SweepError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if platform == "cpu" and args.devices_per_run > 0:
+        return cli.error(str(error), code=1)
+    if platform == "cpu" and fv.devices_per_run > 0:
         print("note: no GPU or TPU found; runs are not pinned to devices.")
-    elif platform != "cpu" and args.devices_per_run == 0 and len(slots) > 1:
+    elif platform != "cpu" and fv.devices_per_run == 0 and len(slots) > 1:
         print(
             f"note: {len(slots)} runs at a time share every {platform} device; pass "
             "--devices_per_run to give each its own."
         )
     print(f"{len(runs)} runs, {len(slots)} at a time, platform {platform}.")
-    if args.dry_run:
+    if fv.dry_run:
         for i, env in enumerate(slots):
             if env:
                 print(f"slot {i}: " + " ".join(f"{k}={v}" for k, v in env.items()))
@@ -297,4 +298,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, define_flags, sweep.parse_launcher_flags)

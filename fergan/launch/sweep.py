@@ -7,7 +7,8 @@ dicts. Each dict maps dotted config keys to values and describes one run:
         return [{"variant": v, "data.fold": f} for v in ("BASELINE", "FESR_JL") for f in range(5)]
 
 `load_sweep` checks every key against a base config, `run_name` names a run's folder after its
-overrides, and `command_for` builds the `python -m fergan.main` command line of one run.
+overrides, and `command_for` builds the `python -m fergan.main` command line of one run;
+`parse_launcher_flags` reads the command line of a launcher (fergan.launch.local, sweep_entry).
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import hashlib
 import importlib.util
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 
 import ml_collections
+from absl import flags
+
+from fergan.tools import cli
 
 # Types a `--config.<key>=<value>` flag can carry back unchanged.
 SCALAR_TYPES = (bool, int, float, str)
@@ -201,6 +206,21 @@ def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         cut = argv.index("--")
         return argv[:cut], argv[cut + 1 :]
     return argv, []
+
+
+def parse_launcher_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> list[str]:
+    """A launcher's command line `argv` (program name first): its own flags, parsed into
+    `flag_values`, before the first `--`; the flags for every run after it.
+
+    Returns:
+      [program, *flags for every run]. An argument that is not a flag before `--`, or a bad
+      flag, exits with one line.
+    """
+    own, extra = split_passthrough(argv)
+    rest = cli.parse(flag_values, own)
+    if len(rest) > 1:
+        cli.fail(f"unexpected arguments {shlex.join(rest[1:])} (flags for every run go after --).")
+    return [rest[0], *extra]
 
 
 def check_extra_flags(extra_flags: Sequence[str], entries: Sequence[Mapping[str, object]]) -> None:

@@ -1,4 +1,4 @@
-"""Print the command (or folder) of sweep entries, for cluster scripts such as launch/slurm.sh.
+r"""Print the command (or folder) of sweep entries, for cluster scripts (fergan/launch/slurm.sh).
 
   python -m fergan.launch.sweep_entry --config configs/ck_plus.py \
       --sweep sweeps/variants_x_folds.py --workdir runs/ck --index 3 [-- extra flags]
@@ -10,71 +10,92 @@ every entry's, one per line. `--print workdir|name` prints the run's folder or n
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
-import sys
+
+from absl import flags
 
 from fergan.launch import sweep
+from fergan.tools import cli
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fergan.launch.sweep_entry", description=__doc__.splitlines()[0]
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The helper's own flags (those for every run come after `--`)."""
+    fv = flag_values
+    flags.DEFINE_string("config", None, "Config file (configs/<name>.py[:arg]).", flag_values=fv)
+    flags.DEFINE_string("sweep", None, "Sweep file defining get_sweep().", flag_values=fv)
+    flags.DEFINE_string(
+        "workdir", None, "Root folder; run i goes to <root>/<name>.", flag_values=fv
     )
-    p.add_argument("--config", required=True, help="Config file (configs/<name>.py[:arg]).")
-    p.add_argument("--sweep", required=True, help="Sweep file defining get_sweep().")
-    p.add_argument("--workdir", required=True, help="Root folder; run i goes to <root>/<name>.")
-    p.add_argument("--index", type=int, default=None, help="Entry to print (default: all).")
-    p.add_argument("--count", action="store_true", help="Print the number of entries only.")
-    p.add_argument(
-        "--print",
-        dest="field",
-        choices=("command", "workdir", "name"),
-        default="command",
-        help="What to print for each entry.",
+    flags.DEFINE_integer("index", None, "Entry to print (default: all).", flag_values=fv)
+    flags.DEFINE_bool("count", False, "Print the number of entries only.", flag_values=fv)
+    flags.DEFINE_enum(
+        "print",
+        "command",
+        ["command", "workdir", "name"],
+        "What to print for each entry.",
+        flag_values=fv,
     )
-    p.add_argument("--python", default="python", help="Interpreter in the printed command.")
-    return p
+    flags.DEFINE_string("python", "python", "Interpreter in the printed command.", flag_values=fv)
+    flags.mark_flags_as_required(["config", "sweep", "workdir"], flag_values=fv)
 
 
-def lines(args: argparse.Namespace, extra: list[str]) -> list[str]:
-    """The output lines for parsed `args` and pass-through flags `extra`."""
-    entries = sweep.load_sweep(args.sweep, sweep.load_config(args.config))
+def lines(
+    config: str,
+    sweep_path: str,
+    workdir: str,
+    extra: list[str],
+    *,
+    index: int | None = None,
+    count: bool = False,
+    field: str = "command",
+    python: str = "python",
+) -> list[str]:
+    """The output lines: the entry count, or for entry `index` (default every entry) its
+    `field` (command, workdir or name), with pass-through flags `extra` in the commands."""
+    entries = sweep.load_sweep(sweep_path, sweep.load_config(config))
     sweep.check_extra_flags(extra, entries)
-    if args.count:
+    if count:
         return [str(len(entries))]
-    if args.index is not None:
-        if not 0 <= args.index < len(entries):
+    if index is not None:
+        if not 0 <= index < len(entries):
             raise sweep.SweepError(
-                f"--index {args.index} is out of range: {args.sweep} has {len(entries)} entries "
+                f"--index {index} is out of range: {sweep_path} has {len(entries)} entries "
                 f"(0..{len(entries) - 1})."
             )
-        entries = [entries[args.index]]
+        entries = [entries[index]]
     out = []
     for entry in entries:
-        if args.field == "name":
+        if field == "name":
             out.append(sweep.run_name(entry))
-        elif args.field == "workdir":
-            out.append(os.path.join(args.workdir, sweep.run_name(entry)))
+        elif field == "workdir":
+            out.append(os.path.join(workdir, sweep.run_name(entry)))
         else:
-            argv = sweep.command_for(args.config, args.workdir, entry, args.python, extra)
+            argv = sweep.command_for(config, workdir, entry, python, extra)
             out.append(shlex.join(argv))
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; 0 on success, 1 with a one-line message on a bad sweep or index."""
-    own, extra = sweep.split_passthrough(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(own)
+def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
+    """The program, given argv = [program, *flags for every run] after flag parsing: 0 on
+    success, 1 with a one-line message on a bad sweep or index."""
+    fv = flag_values
     try:
-        output = lines(args, extra)
+        output = lines(
+            fv.config,
+            fv.sweep,
+            fv.workdir,
+            argv[1:],
+            index=fv.index,
+            count=fv.count,
+            field=fv["print"].value,
+            python=fv.python,
+        )
     except sweep.SweepError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return cli.error(str(error), code=1)
     print("\n".join(output))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, define_flags, sweep.parse_launcher_flags)

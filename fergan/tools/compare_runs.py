@@ -20,15 +20,16 @@ differences; 2 when a workdir or checkpoint is missing.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import math
 import os
 import struct
-import sys
 
 import numpy as np
+from absl import flags, logging
+
+from fergan.tools import cli
 
 STATE_KEYS = ("g", "dimg", "dz", "r", "identity", "step", "rng")
 # Where each part keeps its parameters: under 'params' (trained networks, next to their Adam
@@ -37,6 +38,7 @@ PARAMS_PREFIX = {"g": "params", "dimg": "params", "dz": "params", "r": "params",
 METRIC_SECTIONS = ("eval", "train_last_step")
 # TensorBoard scalars that follow the computation (not wall time such as 'steps_per_sec').
 SCALAR_PREFIXES = ("train/", "eval/")
+USAGE = "python -m fergan.tools.compare_runs RUN_A RUN_B [--step N] [--best]"
 
 
 class MissingRunError(Exception):
@@ -413,32 +415,30 @@ def _json_safe(x):
     return x
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fergan.tools.compare_runs", description=__doc__.splitlines()[0]
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """--step and --best; the two run folders are the positional arguments."""
+    flags.DEFINE_integer(
+        "step", None, "Checkpoint step of both runs (default: the latest).", flag_values=flag_values
     )
-    p.add_argument("workdir_a", help="First run folder.")
-    p.add_argument("workdir_b", help="Second run folder.")
-    p.add_argument("--step", type=int, default=None, help="Checkpoint step (default: latest).")
-    p.add_argument("--best", action="store_true", help="Compare the best checkpoints instead.")
-    return p
+    flags.DEFINE_bool(
+        "best", False, "Compare the best checkpoints instead.", flag_values=flag_values
+    )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: 0 after a report (identical or not), 2 when a run cannot be read."""
-    args = _parser().parse_args(argv)
-    from absl import logging
-
+def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
+    """The program, given argv = [program, run a, run b] after flag parsing: 0 after a report
+    (identical or not), 2 when the command line is wrong or a run cannot be read."""
+    if len(argv) != 3:
+        return cli.error(f"expected two run folders, got {len(argv) - 1}; usage: {USAGE}")
     logging.set_verbosity(logging.ERROR)  # Orbax reports every restore; the table is enough.
     try:
-        report = compare_runs(args.workdir_a, args.workdir_b, args.step, args.best)
+        report = compare_runs(argv[1], argv[2], flag_values.step, flag_values.best)
     except MissingRunError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.error(str(error))
     print(format_report(report))
     print(json.dumps(_json_safe(report), sort_keys=True))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, define_flags)

@@ -4,16 +4,24 @@ Usage:
   python -m fergan.tools.convert_lightcnn LightCNN_29Layers_V2_checkpoint.pth.tar weights/lightcnn29
   then run with --config.identity.weights=weights/lightcnn29 (image_size 128, width 1.0).
 
+The first argument is the PyTorch checkpoint (.pth.tar) of LightCNN-29 v1 or v2, the second the
+output directory (Orbax) for identity.weights.
+
 Needs torch (`pip install 'fergan[torch]'`); the file is read with `weights_only=True`.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+from absl import flags
 
 from fergan.identity.convert import convert_state_dict, read_checkpoint
 from fergan.identity.weights import save_identity_params
+from fergan.tools import cli
+
+USAGE = (
+    "python -m fergan.tools.convert_lightcnn CHECKPOINT OUT "
+    "[--version auto|1|2] [--width W] [--image_size S] [--overwrite]"
+)
 
 
 def convert(
@@ -42,45 +50,46 @@ def convert(
     return meta
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fergan.tools.convert_lightcnn", description=__doc__.splitlines()[0]
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """--version, --width, --image_size, --overwrite; the checkpoint and the output directory are
+    the positional arguments."""
+    flags.DEFINE_enum(
+        "version",
+        "auto",
+        ["auto", "1", "2"],
+        "Layout: 2 = LightCNN-29 v2, 1 = network_29layers; auto detects it from fc.",
+        flag_values=flag_values,
     )
-    p.add_argument("checkpoint", help="PyTorch checkpoint (.pth.tar) of LightCNN-29 v1 or v2.")
-    p.add_argument("out", help="Output directory (Orbax) for identity.weights.")
-    p.add_argument(
-        "--version",
-        choices=("auto", "1", "2"),
-        default="auto",
-        help="Layout: 2 = LightCNN-29 v2, 1 = network_29layers; auto detects it from fc.",
+    flags.DEFINE_float("width", 1.0, "Width multiplier (1.0 = release).", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "image_size",
+        128,
+        "Input size the weights are for (128 = release).",
+        flag_values=flag_values,
     )
-    p.add_argument("--width", type=float, default=1.0, help="Width multiplier (1.0 = release).")
-    p.add_argument(
-        "--image_size",
-        type=int,
-        default=128,
-        help="Input size the weights are for (128 = release).",
-    )
-    p.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
-    return p
+    flags.DEFINE_bool("overwrite", False, "Replace an existing output.", flag_values=flag_values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 1 on a bad input, with its message)."""
-    args = _parser().parse_args(argv)
-    version = None if args.version == "auto" else int(args.version)
+def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
+    """The program, given argv = [program, checkpoint, out] after flag parsing: 0 after the
+    conversion, 1 on a bad input (its message on one line), 2 on a wrong command line."""
+    if len(argv) != 3:
+        return cli.error(
+            f"expected 2 arguments (checkpoint, output directory), got {len(argv) - 1}; "
+            f"usage: {USAGE}"
+        )
+    version = None if flag_values.version == "auto" else int(flag_values.version)
     try:
         meta = convert(
-            args.checkpoint,
-            args.out,
+            argv[1],
+            argv[2],
             version=version,
-            width=args.width,
-            image_size=args.image_size,
-            overwrite=args.overwrite,
+            width=flag_values.width,
+            image_size=flag_values.image_size,
+            overwrite=flag_values.overwrite,
         )
     except (FileNotFoundError, FileExistsError, ImportError, ValueError) as e:
-        print(f"convert_lightcnn: error: {e}", file=sys.stderr)
-        return 1
+        return cli.error(str(e), code=1)
     print(
         f"Converted {meta['num_tensors']} tensors of LightCNN-29 v{meta['version']} "
         f"({meta['num_classes']} identity classes) to {meta['path']}.\n"
@@ -91,4 +100,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, define_flags)

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from fergan.data import preprocess, synthetic
+from fergan.data import face_renderer, preprocess
 
 _ATTEMPTS = 20  # Identities tried per subject; a few cartoon faces escape the LBP cascade.
 
@@ -30,13 +30,15 @@ def place_face(face: np.ndarray, canvas: int, offset: tuple[int, int]) -> np.nda
 
 def subject_images(subject: int, face_size: int = 96, canvas: int = 160) -> list[np.ndarray] | None:
     """uint8 [canvas, canvas] apex images of one rendered identity, one per class of
-    synthetic.EXPRESSIONS, or None unless the cascade finds the face in every one."""
-    identity = synthetic.sample_identity(np.random.default_rng([subject, 0x7EE]))
+    face_renderer.EXPRESSIONS, or None unless the cascade finds the face in every one."""
+    identity = face_renderer.sample_identity(np.random.default_rng([subject, 0x7EE]))
     # Off-centre, so the crop has work to do; varies with the subject.
     offset = (16 + 7 * subject % 40, 40 - 5 * subject % 40)
     images = []
-    for k in range(len(synthetic.EXPRESSIONS)):
-        face = np.round(synthetic.render_face(identity, k, 1.0, face_size) * 255).astype(np.uint8)
+    for k in range(len(face_renderer.EXPRESSIONS)):
+        face = np.round(face_renderer.render_face(identity, k, 1.0, face_size) * 255).astype(
+            np.uint8
+        )
         image = place_face(face, canvas, offset)
         if preprocess.find_face(image) is None:
             return None
@@ -51,7 +53,7 @@ def write_image_tree(root: str | os.PathLike, num_subjects: int = 10) -> list[st
     first identity seed >= s * _ATTEMPTS whose faces are all detected.
 
     Returns:
-      the written paths, num_subjects * len(synthetic.EXPRESSIONS) of them.
+      the written paths, num_subjects * len(face_renderer.EXPRESSIONS) of them.
     """
     paths = []
     for subject in range(1, num_subjects + 1):
@@ -59,7 +61,7 @@ def write_image_tree(root: str | os.PathLike, num_subjects: int = 10) -> list[st
         images = next((im for s in seeds if (im := subject_images(s)) is not None), None)
         if images is None:
             raise RuntimeError(f"No detectable face for subject {subject} in {_ATTEMPTS} tries.")
-        for name, image in zip(synthetic.EXPRESSIONS, images, strict=True):
+        for name, image in zip(face_renderer.EXPRESSIONS, images, strict=True):
             path = pathlib.Path(root) / name / f"S{subject:03d}_001_00000001.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(path)

@@ -8,19 +8,19 @@ import cv2
 import numpy as np
 import pytest
 
-from fergan.data import align, builders, dlib_landmarks, preprocess, synthetic
+from fergan.data import align, builders, dlib_landmarks, face_renderer, preprocess
 from fergan.data.builders import base
 from fergan.data.preprocess import DataError
 from tests.data.conftest import make_ck_tree, prepared_files, small_config, write_landmarks
 
 # A pose a similarity transform undoes (yaw is not one: it moves features against the outline).
-POSED = synthetic.Nuisance(roll=0.3, scale=0.9, shift_u=0.1, shift_v=-0.06)
+POSED = face_renderer.Nuisance(roll=0.3, scale=0.9, shift_u=0.1, shift_v=-0.06)
 
 
 def _face(identity, expression, size, nuisance=POSED):
     """uint8 [size, size] rendered face (no noise) and its landmarks [68, 2]."""
-    image = synthetic.render_face(identity, expression, 1.0, size, None, nuisance)
-    points = synthetic.face_landmarks(identity, expression, 1.0, size, nuisance)
+    image = face_renderer.render_face(identity, expression, 1.0, size, None, nuisance)
+    points = face_renderer.face_landmarks(identity, expression, 1.0, size, nuisance)
     return np.round(image * 255).astype(np.uint8), points
 
 
@@ -34,9 +34,9 @@ def _bilinear(image, x, y):
 @pytest.mark.parametrize("seed", range(4))
 def test_eye_centres_land_on_canonical_positions(seed):
     rng = np.random.default_rng(seed)
-    identity = synthetic.sample_identity(rng)
-    nuisance = synthetic.sample_nuisance(rng, 3.0)  # Strong roll, scale, shift and yaw.
-    points = synthetic.face_landmarks(identity, seed, 1.0, 96, nuisance)
+    identity = face_renderer.sample_identity(rng)
+    nuisance = face_renderer.sample_nuisance(rng, 3.0)  # Strong roll, scale, shift and yaw.
+    points = face_renderer.face_landmarks(identity, seed, 1.0, 96, nuisance)
     matrix = align.similarity_to(align.eye_centres(points), align.canonical_eyes(48))
     moved = align.eye_centres(align.transform_points(matrix, points))
     np.testing.assert_allclose(moved, align.canonical_eyes(48), atol=1.0)
@@ -87,9 +87,9 @@ def _aligned(image, points, size):
 
 
 def test_aligned_image_matches_the_canonical_face():
-    identity = synthetic.sample_identity(np.random.default_rng(1))
+    identity = face_renderer.sample_identity(np.random.default_rng(1))
     posed, posed_points = _face(identity, "happiness", 128)
-    upright, upright_points = _face(identity, "happiness", 64, synthetic.Nuisance())
+    upright, upright_points = _face(identity, "happiness", 64, face_renderer.Nuisance())
     reference = _aligned(upright, upright_points, 48)
     # Resampling leaves a little difference (gray levels out of 255).
     assert np.abs(_aligned(posed, posed_points, 48) - reference).mean() < 3.0
@@ -101,13 +101,13 @@ def test_aligned_image_matches_the_canonical_face():
 
 @pytest.mark.parametrize("expression", [None, "surprise", "anger"])
 def test_synthetic_landmarks_sit_on_the_drawing(expression):
-    identity = synthetic.sample_identity(np.random.default_rng(7))
+    identity = face_renderer.sample_identity(np.random.default_rng(7))
     image, points = _face(identity, expression, 96, dataclasses.replace(POSED, yaw=0.4))
     for centre in align.eye_centres(points):
         # The iris is drawn at the eye centre.
         assert abs(_bilinear(image, *centre) / 255 - identity.iris) < 0.08
     # Layout: brows above eyes above the nose tip above the mouth above the chin (upright face).
-    _, upright = _face(identity, expression, 96, synthetic.Nuisance())
+    _, upright = _face(identity, expression, 96, face_renderer.Nuisance())
     y = upright[:, 1]
     assert y[17:27].max() < y[36:48].min() < y[36:48].max() < y[30] < y[48:68].min()
     assert y[48:68].max() < y[8] and np.argmax(y[:17]) == 8
@@ -116,11 +116,11 @@ def test_synthetic_landmarks_sit_on_the_drawing(expression):
 
 
 def test_synthetic_landmarks_follow_expression():
-    identity = synthetic.sample_identity(np.random.default_rng(3))
-    still = synthetic.Nuisance()
+    identity = face_renderer.sample_identity(np.random.default_rng(3))
+    still = face_renderer.Nuisance()
 
     def points(expression):
-        return synthetic.face_landmarks(identity, expression, 1.0, 64, still)
+        return face_renderer.face_landmarks(identity, expression, 1.0, 64, still)
 
     neutral, surprise, happy = points(None), points("surprise"), points("happiness")
     assert (surprise[17:27, 1] < neutral[17:27, 1] - 0.5).all()  # Brows raised.
@@ -140,7 +140,7 @@ def _ck_faces(root, with_landmarks: bool):
     rng = np.random.default_rng(0)
     faces = {}
     for subj, expression in ((5, "happiness"), (6, "surprise")):
-        identity = synthetic.sample_identity(rng)
+        identity = face_renderer.sample_identity(rng)
         faces[subj] = identity, expression
         image, points = _face(identity, expression, 96)
         canvas = np.full((120, 160), 90, np.uint8)
@@ -170,7 +170,7 @@ def _check_aligned_rows(rows, faces, tolerance):
         eyes = align.eye_centres(r["landmarks"])
         np.testing.assert_allclose(eyes, align.canonical_eyes(32), atol=tolerance)
         identity, expression = faces[int(r["subject"])]
-        reference = _aligned(*_face(identity, expression, 64, synthetic.Nuisance()), 32)
+        reference = _aligned(*_face(identity, expression, 64, face_renderer.Nuisance()), 32)
         assert np.abs(r["image"][..., 0] - reference).mean() < 6.0
 
 
@@ -245,8 +245,8 @@ needs_dlib = pytest.mark.skipif(not dlib_landmarks.available(), reason="needs fe
 
 @needs_dlib
 def test_dlib_finds_the_rendered_landmarks():
-    identity = synthetic.sample_identity(np.random.default_rng(1))
-    image, points = _face(identity, None, 128, synthetic.Nuisance())
+    identity = face_renderer.sample_identity(np.random.default_rng(1))
+    image, points = _face(identity, None, 128, face_renderer.Nuisance())
     canvas = np.full((300, 300), 128, np.uint8)
     canvas[80:208, 100:228] = image
     box = dlib_landmarks.detect_box(canvas)
@@ -282,7 +282,7 @@ def test_synthetic_builder_stores_the_analytic_landmarks(data_dir):
     stored = {(int(r["sequence"]), int(r["frame"])): r["landmarks"] for r in source}
     options = dict(builder.builder_config.extra)
     frames = list(
-        synthetic.generate(
+        face_renderer.generate(
             seed=options["seed"],
             num_subjects=2,
             size=32,
@@ -299,7 +299,7 @@ def test_synthetic_builder_stores_the_analytic_landmarks(data_dir):
 def test_synthesize_inputs_are_aligned_like_the_training_data(tmp_path, monkeypatch):
     from fergan import synthesize
 
-    identity = synthetic.sample_identity(np.random.default_rng(4))
+    identity = face_renderer.sample_identity(np.random.default_rng(4))
     image, points = _face(identity, None, 96)
     path = str(tmp_path / "face.png")
     assert cv2.imwrite(path, image)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fergan.data import builders, pipeline, preprocess, synthetic
+from fergan.data import builders, face_renderer, pipeline, preprocess
 from tests.data import make_image_tree
 from tests.data.conftest import make_ck_tree, prepared_files, small_config, write_png
 
@@ -211,8 +211,8 @@ def test_face_crop_cuts_the_detected_box(tmp_path, data_dir, monkeypatch):
 
 
 def test_detect_face_finds_a_rendered_face():
-    identity = synthetic.sample_identity(np.random.default_rng(2))
-    face = (synthetic.render_face(identity, None, 0.0, 96) * 255).astype(np.uint8)
+    identity = face_renderer.sample_identity(np.random.default_rng(2))
+    face = (face_renderer.render_face(identity, None, 0.0, 96) * 255).astype(np.uint8)
     canvas = np.full((240, 320), 128, np.uint8)
     canvas[100:196, 180:276] = face  # Off-centre, so the central-square fallback would miss it.
     top, left, side, _ = preprocess.detect_face(canvas, margin=0.0)
@@ -230,7 +230,7 @@ def test_generated_image_tree_is_detected_and_cropped(tmp_path, data_dir):
     config = small_config(name="expression_folder", manual_dir=str(manual), crop_face=True)
     config.data.num_folds = 3
     datasets = pipeline.build_datasets(config, data_dir)
-    assert datasets.class_names == synthetic.EXPRESSIONS
+    assert datasets.class_names == face_renderer.EXPRESSIONS
     assert len(datasets.train) == 2 * 7 and len(datasets.test) == 7
     # The crop keeps the face: its centre is no longer the gray canvas.
     x = pipeline.eval_arrays(datasets)["x"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import demo
-from fergan.data import synthetic
+from fergan.data import face_renderer
 from fergan.data.builders import ck_plus, oulu_casia
 from fergan.data.preprocess import to_float
 from fergan.evaluation import judge
@@ -29,8 +29,8 @@ needs_fer = pytest.mark.skipif(
 
 def _faces(size: int, n: int = 7) -> np.ndarray:
     """Rendered synthetic faces [n, size, size, 1] in [-1, 1], one per expression."""
-    idt = synthetic.sample_identity(np.random.default_rng(3))
-    faces = [synthetic.render_face(idt, k % 7, 1.0, size) for k in range(n)]
+    idt = face_renderer.sample_identity(np.random.default_rng(3))
+    faces = [face_renderer.render_face(idt, k % 7, 1.0, size) for k in range(n)]
     return (np.stack(faces)[..., None] * 2.0 - 1.0).astype(np.float32)
 
 
@@ -67,7 +67,7 @@ def test_fer_input_is_64px_gray_in_minus_one_to_one():
 
 def test_classes_map_by_name_and_contempt_is_excluded():
     fer = judges.FER_CLASSES
-    mapping = judge.fer_class_map(synthetic.EXPRESSIONS)
+    mapping = judge.fer_class_map(face_renderer.EXPRESSIONS)
     expected = ["angry", None, "disgust", "fear", "happy", "sad", "surprise"]
     assert [fer[i] if i >= 0 else None for i in mapping] == expected
     assert (judge.fer_class_map(ck_plus.CLASS_NAMES) == mapping).all()
@@ -77,7 +77,7 @@ def test_classes_map_by_name_and_contempt_is_excluded():
 
 @needs_fer
 def test_fer_judge_is_batched_renormalised_and_reports_excluded(tmp_path):
-    j = judge.fer_judge(synthetic.EXPRESSIONS, FER_FILE)
+    j = judge.fer_judge(face_renderer.EXPRESSIONS, FER_FILE)
     assert j.name == "fer2013" and j.excluded == ("contempt",)
     assert 1 not in j.classes
     x = _faces(32, n=9)  # Not a multiple of the batch: padding must not leak.
@@ -118,16 +118,16 @@ def test_oracle_judge_learns_expressions_of_unseen_subjects_and_is_cached(tmp_pa
     config.judge.oracle_subjects = ORACLE_SUBJECTS
     config.judge.oracle_steps = ORACLE_STEPS
     data_dir = str(tmp_path)
-    first = judge.make_judge(config, synthetic.EXPRESSIONS, data_dir)
+    first = judge.make_judge(config, face_renderer.EXPRESSIONS, data_dir)
     assert first.name == "oracle" and first.excluded == ()
     assert first.info["held_out_accuracy"] >= ORACLE_MIN_ACCURACY
     # Its own rendered subjects are not the dataset's: other ids and other faces.
     spec = judge.oracle_spec(config)
     x, _ = judge.render_oracle_faces(spec, 2, "train", peak_only=True)
-    dataset = next(iter(synthetic.generate(spec["seed"], 1, 32)))
+    dataset = next(iter(face_renderer.generate(spec["seed"], 1, 32)))
     assert not np.allclose(x[0, ..., 0], to_float(dataset.image))
     # The dataset's own test faces (peak frames of its subjects) are judged as well.
-    frames = [f for f in synthetic.generate(spec["seed"], 10, 32) if f.is_peak]
+    frames = [f for f in face_renderer.generate(spec["seed"], 10, 32) if f.is_peak]
     faces = to_float(np.stack([f.image for f in frames])[..., None])
     labels = np.array([f.label for f in frames])
     assert np.mean(first.predict(faces).argmax(-1) == labels) >= ORACLE_MIN_ACCURACY
@@ -136,7 +136,7 @@ def test_oracle_judge_learns_expressions_of_unseen_subjects_and_is_cached(tmp_pa
     assert os.path.dirname(folder) == os.path.join(data_dir, "judges")
     assert not [n for n in os.listdir(os.path.dirname(folder)) if ".tmp" in n]
     monkeypatch.setattr(judge, "train_oracle", lambda *a, **k: pytest.fail("retrained"))
-    again = judge.make_judge(config, synthetic.EXPRESSIONS, data_dir)
+    again = judge.make_judge(config, face_renderer.EXPRESSIONS, data_dir)
     np.testing.assert_allclose(again.predict(faces), first.predict(faces), atol=1e-6)
     # Another spec (more steps) is another folder.
     config.judge.oracle_steps = ORACLE_STEPS + 1

@@ -16,10 +16,15 @@ from fergan.identity.convert import read_checkpoint  # noqa: E402
 from fergan.identity.network import identity_network  # noqa: E402
 from fergan.identity.weights import load_identity_params, read_identity_metadata  # noqa: E402
 from fergan.models import LightCNN29  # noqa: E402
-from fergan.tools import convert_lightcnn  # noqa: E402
+from fergan.tools import cli, convert_lightcnn  # noqa: E402
 from tests.identity import torch_lightcnn  # noqa: E402
 
 NUM_CLASSES = 10
+
+
+def convert_cli(*argv: str) -> int:
+    """`python -m fergan.tools.convert_lightcnn <argv>`, in this process: its exit status."""
+    return cli.call(convert_lightcnn.main, convert_lightcnn.define_flags, argv)
 
 
 def _torch_model(version: int, image_size: int):
@@ -61,7 +66,7 @@ def _restore_full(path):
 def test_v2_release_checkpoint_is_numerically_equivalent(v2_release, capsys):
     model, ckpt, d = v2_release
     out = os.fspath(d / "converted")
-    assert convert_lightcnn.main([ckpt, out]) == 0
+    assert convert_cli(ckpt, out) == 0
     assert "v2" in capsys.readouterr().out
     meta = read_identity_metadata(out)
     assert meta["version"] == 2 and meta["num_classes"] == NUM_CLASSES
@@ -91,7 +96,7 @@ def test_v1_checkpoint_is_numerically_equivalent(tmp_path):
     ckpt = os.fspath(tmp_path / "v1.pth.tar")
     torch_lightcnn.save_release_checkpoint(model, ckpt)
     out = os.fspath(tmp_path / "converted")
-    assert convert_lightcnn.main([ckpt, out, "--image_size", "32"]) == 0
+    assert convert_cli(ckpt, out, "--image_size", "32") == 0
     assert read_identity_metadata(out)["version"] == 1
     t_logits, t_fc, f_logits, f_fc = _run_both(model, _restore_full(out), 1, 32)
     assert t_fc.std() > 1e-3
@@ -167,7 +172,7 @@ def test_files_that_are_not_checkpoints(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_checkpoint(os.fspath(tmp_path / "absent.pth"))
     # The CLI reports the same errors with a non-zero status instead of a traceback.
-    assert convert_lightcnn.main([os.fspath(garbage), os.fspath(tmp_path / "out")]) == 1
+    assert convert_cli(os.fspath(garbage), os.fspath(tmp_path / "out")) == 1
     assert "random.pth.tar" in capsys.readouterr().err
 
 
@@ -175,5 +180,5 @@ def test_existing_output_needs_overwrite(v2_release, tmp_path, capsys):
     _, ckpt, _ = v2_release
     out = tmp_path / "out"
     out.mkdir()
-    assert convert_lightcnn.main([ckpt, os.fspath(out)]) == 1
+    assert convert_cli(ckpt, os.fspath(out)) == 1
     assert "already exists" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fergan.experiments import train
-from fergan.tools import compare_runs
+from fergan.tools import cli, compare_runs
 from tests.program.helpers import tiny_config
 
 
@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
 
 
 def report_of(capsys, *argv) -> tuple[int, str, dict | None]:
-    code = compare_runs.main(list(argv))
+    code = cli.call(compare_runs.main, compare_runs.define_flags, argv)
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
     return code, out.out + out.err, json.loads(lines[-1]) if code == 0 else None
@@ -107,6 +107,15 @@ def test_missing_runs_exit_2(runs, capsys, tmp_path):
     assert code == 2 and "no such run folder" in text
     code, text, _ = report_of(capsys, str(tmp_path), runs["a"])
     assert code == 2 and "no checkpoints" in text
+
+
+def test_a_wrong_command_line_is_one_line_and_exit_2(capsys, tmp_path):
+    code, text, _ = report_of(capsys, str(tmp_path))
+    assert code == 2 and text == "error: expected two run folders, got 1; usage: " + (
+        compare_runs.USAGE + "\n"
+    )
+    code, text, _ = report_of(capsys, str(tmp_path), str(tmp_path), "--step=two")
+    assert code == 2 and text.startswith("error: ") and text.count("\n") == 1
 
 
 def test_compare_part_reports_mismatches_and_nans():

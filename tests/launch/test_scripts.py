@@ -1,4 +1,4 @@
-"""launch/slurm.sh and launch/tpu_pod.sh: the commands their --dry-run prints."""
+"""fergan/launch/slurm.sh and fergan/launch/tpu_pod.sh: the commands their --dry-run prints."""
 
 import os
 import shlex
@@ -9,8 +9,8 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SLURM = os.path.join(ROOT, "launch", "slurm.sh")
-TPU_POD = os.path.join(ROOT, "launch", "tpu_pod.sh")
+SLURM = os.path.join(ROOT, "fergan", "launch", "slurm.sh")
+TPU_POD = os.path.join(ROOT, "fergan", "launch", "tpu_pod.sh")
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 

@@ -8,6 +8,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from fergan.launch import sweep, sweep_entry
+from fergan.tools import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SWEEPS = os.path.join(ROOT, "sweeps")
@@ -130,21 +131,39 @@ def test_pass_through_flags_may_not_override_the_sweep():
     assert sweep.split_passthrough(["--a", "--", "--b", "--"]) == (["--a"], ["--b", "--"])
 
 
+def sweep_entry_main(argv: list[str]) -> int:
+    """`python -m fergan.launch.sweep_entry <argv>`, in this process: its exit status."""
+    return cli.call(sweep_entry.main, sweep_entry.define_flags, argv, sweep.parse_launcher_flags)
+
+
 def test_sweep_entry_prints_counts_commands_and_folders(capsys):
     base = ["--config", DEMO, "--sweep", os.path.join(SWEEPS, "smoke.py"), "--workdir", "/r x"]
-    assert sweep_entry.main([*base, "--count"]) == 0
+    assert sweep_entry_main([*base, "--count"]) == 0
     assert capsys.readouterr().out == "2\n"
-    assert sweep_entry.main([*base, "--index", "1", "--", "--config.train.max_epochs=2"]) == 0
+    assert sweep_entry_main([*base, "--index", "1", "--", "--config.train.max_epochs=2"]) == 0
     argv = shlex.split(capsys.readouterr().out)
     assert argv == [
         "python", "-m", "fergan.main", "--config", DEMO,
         "--workdir", "/r x/variant=BASELINE,seed=1", "--config.train.max_epochs=2",
         "--config.variant=BASELINE", "--config.seed=1",
     ]  # fmt: skip
-    assert sweep_entry.main([*base, "--print", "workdir"]) == 0
+    assert sweep_entry_main([*base, "--print", "workdir"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "/r x/variant=BASELINE,seed=0",
         "/r x/variant=BASELINE,seed=1",
     ]
-    assert sweep_entry.main([*base, "--index", "2"]) == 1
+    assert sweep_entry_main([*base, "--index", "2"]) == 1
     assert "--index 2 is out of range" in capsys.readouterr().err
+
+
+def test_sweep_entry_refuses_a_bad_command_line_in_one_line(capsys):
+    base = ["--config", DEMO, "--sweep", os.path.join(SWEEPS, "smoke.py"), "--workdir", "/r"]
+    for argv, message in (
+        ([*base, "--index=first"], "error: flag --index=first: "),
+        ([*base, "--nope"], "error: Unknown command line flag 'nope'"),
+        ([*base, "stray", "--", "--config.seed=1"], "error: unexpected arguments stray "),
+        (base[2:], "error: flag --config=None: "),
+    ):
+        assert sweep_entry_main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, err

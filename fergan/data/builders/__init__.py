@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fergan import console
-from fergan.data import align, synthetic
+from fergan.data import align, face_renderer
 from fergan.data.builders import base, ck_plus, image_folder, oulu_casia
 from fergan.data.builders.base import (
     SEE_LAYOUT,
@@ -98,7 +98,7 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
         }
         if extra["num_subjects"] < 1:
             raise ValueError(f"data.num_subjects must be >= 1, got {data.num_subjects}.")
-        return make_config(class_names=synthetic.EXPRESSIONS, extra=extra, **common)
+        return make_config(class_names=face_renderer.EXPRESSIONS, extra=extra, **common)
     extra = {}
     if data.name == "expression_folder":
         extra = {"subject_regex": data.subject_regex, "sequence_regex": data.sequence_regex}
@@ -123,10 +123,10 @@ def example_subjects(config: ml_collections.ConfigDict, face_config: FaceConfig)
     data = config.data
     if data.name == "synthetic_faces":
         check_config(face_config)
-        synthetic.check_options(
+        face_renderer.check_options(
             face_config.image_size, int(data.frames_per_sequence), face_config.label_last_frames
         )
-        return synthetic.frame_subjects(int(data.num_subjects), face_config.label_last_frames)
+        return face_renderer.frame_subjects(int(data.num_subjects), face_config.label_last_frames)
     records = BUILDERS[data.name].scan(face_config, manual_dir(data))
     return np.array([r.subject for r in records], np.int64)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from fergan import console
-from fergan.data import preprocess, synthetic
+from fergan.data import face_renderer, preprocess
 from fergan.data.builders import base
 
 
 class SyntheticFaces(base.QuietBuilder):
-    """CK+-shaped sequences of rendered faces (see fergan.data.synthetic)."""
+    """CK+-shaped sequences of rendered faces (see fergan.data.face_renderer)."""
 
     VERSION = tfds.core.Version(base.DATASET_VERSION)
     RELEASE_NOTES = base.DATASET_RELEASE_NOTES
@@ -26,7 +26,7 @@ class SyntheticFaces(base.QuietBuilder):
 
     def _generate_examples(self):
         cfg = self.builder_config
-        frames = synthetic.generate(
+        frames = face_renderer.generate(
             seed=cfg.option("seed"),
             num_subjects=cfg.option("num_subjects"),
             size=cfg.image_size,
@@ -35,7 +35,7 @@ class SyntheticFaces(base.QuietBuilder):
             nuisance=cfg.option("nuisance"),
             style=cfg.option("style"),
         )
-        total = cfg.option("num_subjects") * len(synthetic.EXPRESSIONS) * cfg.label_last_frames
+        total = cfg.option("num_subjects") * len(face_renderer.EXPRESSIONS) * cfg.label_last_frames
         for fr in console.track(frames, "dataset", total, unit="frame"):
             image = preprocess.to_channels(fr.image, cfg.channels)
             yield (

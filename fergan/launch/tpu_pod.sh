@@ -2,10 +2,10 @@
 # Run one config on every worker of a Cloud TPU VM pod slice: `gcloud compute tpus tpu-vm ssh
 # --worker=all` starts `python -m fergan.main` on each host at once, with FERGAN_DISTRIBUTED=1 so
 # that every process joins jax.distributed (JAX reads the pod's layout from the VM metadata).
-# See launch/README.md.
+# See docs/launch.md.
 #
 # Usage (from a machine with gcloud; fergan checked out and installed on every worker):
-#   launch/tpu_pod.sh --tpu NAME --zone ZONE --config configs/ck_plus.py \
+#   fergan/launch/tpu_pod.sh --tpu NAME --zone ZONE --config configs/ck_plus.py \
 #       --workdir /mnt/shared/runs/ck [--project P] [--repo-dir fergan] [--python python3]
 #       [--dry-run] [-- flags for fergan.main]
 #

@@ -381,7 +381,7 @@ def face_landmarks(
         + [_eye_landmarks(identity, a, side) for side in (-1.0, 1.0)]
         + [_mouth_landmarks(identity, a)]
     )
-    # Inner features live in yaw-shifted coordinates; the outline does not (as in `_draw`).
+    # Inner features live in yaw-shifted coordinates; the outline does not (as in `_pose_grid`).
     features[:, 0] = features[:, 0] * (1.0 - _YAW_NARROW * abs(nz.yaw)) + _YAW_SHIFT * nz.yaw
     face = np.concatenate([_jaw_landmarks(identity), features])
     return _face_to_pixels(face, nz, size).astype(np.float32)
@@ -444,7 +444,7 @@ def _mouth_landmarks(idt: Identity, a: dict[str, float]) -> np.ndarray:
 
 
 def _face_to_pixels(points: np.ndarray, nz: Nuisance, size: int) -> np.ndarray:
-    """Face coordinates [P, 2] (u, v) to pixel (x, y): the inverse of `_draw`'s pose transform."""
+    """Face coordinates [P, 2] (u, v) to pixel (x, y): the inverse of `_pose_grid`'s transform."""
     k = nz.scale * _ZOOM
     c, s = np.cos(nz.roll), np.sin(nz.roll)
     u, v = points[:, 0], points[:, 1] - _V_OFFSET
@@ -454,10 +454,63 @@ def _face_to_pixels(points: np.ndarray, nz: Nuisance, size: int) -> np.ndarray:
 
 
 def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.ndarray:
+    """Paints one face back to front: background, hair and neck, skin, fringe, then the inner
+    features. Each layer is an alpha blend over the ones below, so the order is part of the output.
+
+    Args:
+      idt: the subject.
+      acts: float [len(ACTIONS)] action vector.
+      size: output height = width in pixels.
+      nz: pose, lighting and noise.
+      rng: source of the pixel noise; None adds none.
+
+    Returns:
+      float32 [size, size] gray levels in [0, 1].
+    """
     a = _named(acts)
-    pos = _pos
-    edge = 3.0 / size  # About 1.5 pixels of soft edge.
-    # Pixel grid, then the inverse pose transform: roll, scale and shift of the whole head.
+    grid = _pose_grid(size, nz)
+    img = _paint_background(idt, grid)
+    img = _paint_hair_and_neck(img, idt, grid)
+    r = _face_radius(idt, grid)
+    cov = _soft((r - 1.0) * idt.face_w, grid.edge)
+    img = _paint_skin(img, idt, grid, nz, r, cov)
+    img = _paint_fringe(img, idt, grid, cov)
+    f = _Features(u=grid.uf, v=grid.v, cov=cov, edge=grid.edge)
+    # Left side, then right (side = -1, +1); an eye, its brow and its lens rim overlap, so they
+    # stay in this order.
+    for side in (-1.0, 1.0):
+        img = _paint_eye(img, f, idt, a, side)
+        img = _paint_brow(img, f, idt, a, side)
+        if idt.glasses:
+            img = _paint_lens_rim(img, f, idt, side)
+    if idt.glasses:
+        img = _paint_glasses_bridge(img, f, idt)
+    img = _paint_frown_lines(img, f, idt, a)
+    img = _paint_nose(img, f, idt, a)
+    img = _paint_nose_wrinkles(img, f, idt, a)
+    img = _paint_mouth(img, f, idt, a)
+    img = _paint_nasolabial_folds(img, f, idt, a)
+    img = _paint_dimple(img, f, idt, a)
+    img = _paint_chin_boss(img, f, idt, a)
+    return _finish(img, nz, rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Grid:
+    """Every pixel's position, each [size, size]: `u0`, `v0` in the image; `u`, `v` on the head
+    (the image seen through the inverse pose); `uf` the u of the inner features, which also turn
+    with yaw. `edge` is the anti-aliasing width in head units."""
+
+    u0: np.ndarray
+    v0: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    uf: np.ndarray
+    edge: float
+
+
+def _pose_grid(size: int, nz: Nuisance) -> _Grid:
+    """The pixel grid of a `size` x `size` image, undoing roll, scale, shift and yaw."""
     g = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
     V0, U0 = np.meshgrid(g, g, indexing="ij")
     c, s = np.cos(nz.roll), np.sin(nz.roll)
@@ -466,143 +519,231 @@ def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.n
     U = (c * Ut + s * Vt) / (nz.scale * _ZOOM)
     V = (-s * Ut + c * Vt) / (nz.scale * _ZOOM) + _V_OFFSET
     # Yaw: inner features slide towards the turn and narrow a little; the outline stays.
-    yaw_shift = _YAW_SHIFT * nz.yaw
-    Uf = (U - yaw_shift) / (1.0 - _YAW_NARROW * abs(nz.yaw))
-    edge = edge / (nz.scale * _ZOOM)
+    Uf = (U - _YAW_SHIFT * nz.yaw) / (1.0 - _YAW_NARROW * abs(nz.yaw))
+    edge = 3.0 / size / (nz.scale * _ZOOM)  # About 1.5 pixels.
+    return _Grid(u0=U0, v0=V0, u=U, v=V, uf=Uf, edge=edge)
 
-    img = np.full((size, size), idt.background, np.float32)
-    img = img + 0.08 * (V0 * 0.5 - U0 * 0.3)  # Background gradient.
 
-    # Hair mass behind the head, neck, then the face outline.
+def _paint_background(idt: Identity, grid: _Grid) -> np.ndarray:
+    """The subject's background tone with a faint gradient across the frame: [size, size]."""
+    img = np.full(grid.u0.shape, idt.background, np.float32)
+    return img + 0.08 * (grid.v0 * 0.5 - grid.u0 * 0.3)
+
+
+def _paint_hair_and_neck(img: np.ndarray, idt: Identity, grid: _Grid) -> np.ndarray:
+    """The hair mass behind the head (cut off below the ears), then the neck: [size, size]."""
     hair_sd = _ellipse_sd(
-        U,
-        V,
+        grid.u,
+        grid.v,
         0.0,
         idt.face_cy - 0.1,
         idt.face_w + idt.hair_volume,
         idt.face_h + idt.hair_volume * 0.8,
     )
-    hair_mask = _soft(hair_sd, edge) * np.clip((idt.face_cy + 0.15 - V) / 0.1, 0, 1)
+    hair_mask = _soft(hair_sd, grid.edge) * np.clip((idt.face_cy + 0.15 - grid.v) / 0.1, 0, 1)
     img = _blend(img, hair_mask, idt.hair)
-    neck_sd = np.maximum(np.abs(U) - idt.face_w * 0.55, idt.face_cy + 0.3 - V)
-    img = _blend(img, _soft(neck_sd, edge), idt.skin * 0.82)
+    neck_sd = np.maximum(np.abs(grid.u) - idt.face_w * 0.55, idt.face_cy + 0.3 - grid.v)
+    return _blend(img, _soft(neck_sd, grid.edge), idt.skin * 0.82)
 
-    dy = V - idt.face_cy
+
+def _face_radius(idt: Identity, grid: _Grid) -> np.ndarray:
+    """Superellipse radius of every pixel [size, size], 1 on the face outline: exponent 2.2 above
+    the outline's centre, `idt.jaw` below it (a small one gives a pointed chin)."""
+    dy = grid.v - idt.face_cy
     p = np.where(dy > 0, idt.jaw, 2.2)
-    r = (np.abs(U / idt.face_w) ** p + np.abs(dy / idt.face_h) ** p) ** (1.0 / p)
-    face_cov = _soft((r - 1.0) * idt.face_w, edge)
+    return (np.abs(grid.u / idt.face_w) ** p + np.abs(dy / idt.face_h) ** p) ** (1.0 / p)
+
+
+def _paint_skin(
+    img: np.ndarray, idt: Identity, grid: _Grid, nz: Nuisance, r: np.ndarray, cov: np.ndarray
+) -> np.ndarray:
+    """The face's skin over its coverage `cov`, shaded from the radius `r` (both [size, size])."""
     # Rounded shading: darker towards the rim, plus a directional light.
     rim = np.sqrt(np.clip(1.0 - np.minimum(r, 1.0) ** 2, 0.0, 1.0))
-    shade = 0.78 + 0.22 * rim + nz.light_u * U + nz.light_v * V
-    img = _blend(img, face_cov, idt.skin * shade)
+    shade = 0.78 + 0.22 * rim + nz.light_u * grid.u + nz.light_v * grid.v
+    return _blend(img, cov, idt.skin * shade)
 
-    # Fringe: hair over the forehead above the hairline curve.
-    hl = idt.hairline + idt.face_cy + 0.18 * (U / idt.face_w) ** 2
-    fringe = face_cov * np.clip((hl - V) / edge + 0.5, 0, 1)
-    img = _blend(img, fringe, idt.hair)
 
-    skin = idt.skin
-    ink = lambda img, sd, tone, strength=1.0: _blend(
-        img, strength * face_cov * _soft(sd, edge), tone
-    )
+def _paint_fringe(img: np.ndarray, idt: Identity, grid: _Grid, cov: np.ndarray) -> np.ndarray:
+    """Hair over the forehead, above a hairline curving down towards the temples: [size, size]."""
+    hl = idt.hairline + idt.face_cy + 0.18 * (grid.u / idt.face_w) ** 2
+    fringe = cov * np.clip((hl - grid.v) / grid.edge + 0.5, 0, 1)
+    return _blend(img, fringe, idt.hair)
 
-    # Eyes, brows and glasses, mirrored for both sides (side = -1 left, +1 right).
+
+@dataclasses.dataclass(frozen=True)
+class _Features:
+    """Where the inner features are inked: their coordinates `u` (turned with yaw) and `v`, and
+    the face's coverage `cov`, each [size, size]; `edge` is the anti-aliasing width."""
+
+    u: np.ndarray
+    v: np.ndarray
+    cov: np.ndarray
+    edge: float
+
+
+def _ink(
+    img: np.ndarray, f: _Features, sd: np.ndarray, tone: float | np.ndarray, strength: float = 1.0
+) -> np.ndarray:
+    """Blends `tone` into `img` where the signed distance `sd` is negative, on the face only (so
+    a feature never spills onto the hair or background); `strength` fades it. All [size, size]."""
+    return _blend(img, strength * f.cov * _soft(sd, f.edge), tone)
+
+
+def _paint_eye(
+    img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float], side: float
+) -> np.ndarray:
+    """One eye (side = -1 left, +1 right): the white between the lid arcs, the iris, the upper
+    lid line, and the lower-lid bulge of a squint or smile. [size, size]."""
     up_h, lo_h = _lid_heights(idt, a)
-    for side in (-1.0, 1.0):
-        cu = side * idt.eye_sep
-        du = (Uf - cu) / idt.eye_w
-        prof = np.clip(1.0 - du**2, 0.0, None)
-        top = idt.eye_y - up_h * prof
-        bot = idt.eye_y + lo_h * prof
-        inside = np.maximum(top - V, V - bot)
-        inside = np.where(np.abs(du) < 1.0, inside, 1.0)
-        img = ink(img, inside, 0.92 * skin + 0.08)
-        iris_sd = np.maximum(_ellipse_sd(Uf, V, cu, idt.eye_y, idt.eye_h, idt.eye_h), inside)
-        img = ink(img, iris_sd, idt.iris)
-        lid_line = np.abs(V - top) - 0.012 - 0.01 * pos(a["lid_raise"])
-        img = ink(img, np.where(np.abs(du) < 1.05, lid_line, 1.0), 0.25 * skin)
-        # Cheek raise / lower-lid bulge under a squint or smile.
-        bulge = np.abs(V - (bot + 0.035)) - 0.006
-        img = ink(img, np.where(np.abs(du) < 0.8, bulge, 1.0), 0.7 * skin, pos(a["lid_tighten"]))
+    cu = side * idt.eye_sep
+    du = (f.u - cu) / idt.eye_w
+    prof = np.clip(1.0 - du**2, 0.0, None)
+    top = idt.eye_y - up_h * prof
+    bot = idt.eye_y + lo_h * prof
+    inside = np.maximum(top - f.v, f.v - bot)
+    inside = np.where(np.abs(du) < 1.0, inside, 1.0)
+    img = _ink(img, f, inside, 0.92 * idt.skin + 0.08)
+    iris_sd = np.maximum(_ellipse_sd(f.u, f.v, cu, idt.eye_y, idt.eye_h, idt.eye_h), inside)
+    img = _ink(img, f, iris_sd, idt.iris)
+    lid_line = np.abs(f.v - top) - 0.012 - 0.01 * _pos(a["lid_raise"])
+    img = _ink(img, f, np.where(np.abs(du) < 1.05, lid_line, 1.0), 0.25 * idt.skin)
+    # Cheek raise / lower-lid bulge under a squint or smile.
+    bulge = np.where(np.abs(du) < 0.8, np.abs(f.v - (bot + 0.035)) - 0.006, 1.0)
+    return _ink(img, f, bulge, 0.7 * idt.skin, _pos(a["lid_tighten"]))
 
-        # Brow: inner end near the nose, outer end at the temple.
-        t = np.linspace(0.0, 1.0, 6)
-        pts = _brow_points(idt, a, side, t)
-        brow_sd = _polyline_dist(Uf, V, pts) - idt.brow_thick * (0.5 - 0.35 * t.mean())
-        img = ink(img, brow_sd, idt.brow_tone)
-        if idt.glasses:
-            ring = np.abs(_ellipse_sd(Uf, V, cu, idt.eye_y, idt.eye_w * 1.35, idt.eye_w * 1.05))
-            img = ink(img, ring - 0.008, 0.12)
 
-    if idt.glasses:
-        bridge = np.array(
-            [
-                [-idt.eye_sep + idt.eye_w * 1.3, idt.eye_y],
-                [idt.eye_sep - idt.eye_w * 1.3, idt.eye_y],
-            ]
-        )
-        img = ink(img, _polyline_dist(Uf, V, bridge) - 0.008, 0.12)
+def _paint_brow(
+    img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float], side: float
+) -> np.ndarray:
+    """One brow, from its inner end near the nose to its outer end at the temple. [size, size]."""
+    t = np.linspace(0.0, 1.0, 6)
+    pts = _brow_points(idt, a, side, t)
+    brow_sd = _polyline_dist(f.u, f.v, pts) - idt.brow_thick * (0.5 - 0.35 * t.mean())
+    return _ink(img, f, brow_sd, idt.brow_tone)
 
-    # Frown lines between the brows.
-    frown = pos(a["brow_lower"])
+
+def _paint_lens_rim(img: np.ndarray, f: _Features, idt: Identity, side: float) -> np.ndarray:
+    """The ring of one spectacle lens around the eye on `side`. [size, size]."""
+    cu = side * idt.eye_sep
+    ring = np.abs(_ellipse_sd(f.u, f.v, cu, idt.eye_y, idt.eye_w * 1.35, idt.eye_w * 1.05))
+    return _ink(img, f, ring - 0.008, 0.12)
+
+
+def _paint_glasses_bridge(img: np.ndarray, f: _Features, idt: Identity) -> np.ndarray:
+    """The bar joining the two lens rims across the nose. [size, size]."""
+    bridge = np.array(
+        [
+            [-idt.eye_sep + idt.eye_w * 1.3, idt.eye_y],
+            [idt.eye_sep - idt.eye_w * 1.3, idt.eye_y],
+        ]
+    )
+    return _ink(img, f, _polyline_dist(f.u, f.v, bridge) - 0.008, 0.12)
+
+
+def _paint_frown_lines(
+    img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float]
+) -> np.ndarray:
+    """Two vertical lines between the brows, as dark as the brows are lowered. [size, size]."""
+    frown = min(_pos(a["brow_lower"]), 1.0)
     for side in (-1.0, 1.0):
         pts = np.array(
             [[side * 0.03, idt.eye_y - 0.02], [side * 0.045, idt.eye_y - idt.brow_gap + 0.02]]
         )
-        img = ink(img, _polyline_dist(Uf, V, pts) - 0.007, 0.6 * skin, min(frown, 1.0))
+        img = _ink(img, f, _polyline_dist(f.u, f.v, pts) - 0.007, 0.6 * idt.skin, frown)
+    return img
 
-    # Nose: side shading, nostrils (flared by a wrinkle) and bridge wrinkles.
+
+def _paint_nose(img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float]) -> np.ndarray:
+    """Shading down each side of the nose, then its nostril (flared by a wrinkle). [size, size]."""
     tip, nw = _nose(idt, a)
     for side in (-1.0, 1.0):
         pts = np.array([[side * 0.04, idt.eye_y + 0.03], [side * idt.nose_w * 0.9, tip - 0.02]])
-        img = ink(img, _polyline_dist(Uf, V, pts) - 0.006, 0.8 * skin, 0.7)
-        nostril = _ellipse_sd(Uf, V, side * nw * 0.6, tip, nw * 0.35, 0.016)
-        img = ink(img, nostril, 0.35 * skin)
-    wrinkle = pos(a["nose_wrinkle"])
+        img = _ink(img, f, _polyline_dist(f.u, f.v, pts) - 0.006, 0.8 * idt.skin, 0.7)
+        nostril = _ellipse_sd(f.u, f.v, side * nw * 0.6, tip, nw * 0.35, 0.016)
+        img = _ink(img, f, nostril, 0.35 * idt.skin)
+    return img
+
+
+def _paint_nose_wrinkles(
+    img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float]
+) -> np.ndarray:
+    """Three creases across the bridge of the nose under a nose wrinkle. [size, size]."""
+    wrinkle = min(_pos(a["nose_wrinkle"]), 1.0)
     for k in range(3):
         vy = idt.eye_y + 0.02 + 0.025 * k
         pts = np.array([[-0.06, vy + 0.01], [0.0, vy], [0.06, vy + 0.01]])
-        img = ink(img, _polyline_dist(Uf, V, pts) - 0.005, 0.65 * skin, min(wrinkle, 1.0))
+        img = _ink(img, f, _polyline_dist(f.u, f.v, pts) - 0.005, 0.65 * idt.skin, wrinkle)
+    return img
 
-    # Mouth: corners move up/down/out, the jaw opens the lips, one corner for contempt.
-    mouth = _mouth(idt, a)
-    hw, my, bend = mouth.hw, mouth.my, mouth.bend
-    t = (Uf - 0.0) / hw
+
+def _paint_mouth(img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float]) -> np.ndarray:
+    """The lips, the dark opening between them (none when closed), the upper teeth in it, and the
+    seam where the lips meet; corners move with the actions as in `_mouth`. [size, size]."""
+    m = _mouth(idt, a)
+    t = f.u / m.hw
     inside_w = np.abs(t) < 1.0
-    up_out, up_in, lo_in, lo_out = _lips(mouth, a, np.clip(t, -1.0, 1.0))
-    lips_sd = np.where(inside_w, np.maximum(up_out - V, V - lo_out), 1.0)
-    img = ink(img, lips_sd, idt.lip_tone * skin)
-    mouth_sd = np.where(inside_w, np.maximum(up_in - V, V - lo_in), 1.0)
+    up_out, up_in, lo_in, lo_out = _lips(m, a, np.clip(t, -1.0, 1.0))
+    lips_sd = np.where(inside_w, np.maximum(up_out - f.v, f.v - lo_out), 1.0)
+    img = _ink(img, f, lips_sd, idt.lip_tone * idt.skin)
+    mouth_sd = np.where(inside_w, np.maximum(up_in - f.v, f.v - lo_in), 1.0)
     mouth_sd = np.maximum(mouth_sd, -(lo_in - up_in) / 2 + 0.004)  # Vanishes when closed.
-    img = ink(img, mouth_sd, 0.08)
-    teeth = pos(a["corner_up"]) + pos(a["upper_lip_raise"]) + 0.5 * pos(a["jaw_drop"])
-    teeth_sd = np.maximum(mouth_sd, V - (up_in + 0.35 * (lo_in - up_in)))
-    img = ink(img, teeth_sd, 0.9, min(teeth, 1.0))
-    seam = np.where(inside_w, np.abs(V - (up_in + lo_in) / 2) - 0.005, 1.0)
-    img = ink(img, seam, 0.3 * skin)
+    img = _ink(img, f, mouth_sd, 0.08)
+    teeth = min(_pos(a["corner_up"]) + _pos(a["upper_lip_raise"]) + 0.5 * _pos(a["jaw_drop"]), 1.0)
+    teeth_sd = np.maximum(mouth_sd, f.v - (up_in + 0.35 * (lo_in - up_in)))
+    img = _ink(img, f, teeth_sd, 0.9, teeth)
+    seam = np.where(inside_w, np.abs(f.v - (up_in + lo_in) / 2) - 0.005, 1.0)
+    return _ink(img, f, seam, 0.3 * idt.skin)
 
-    # Nasolabial folds deepen with smiles and sneers.
+
+def _paint_nasolabial_folds(
+    img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float]
+) -> np.ndarray:
+    """The folds from the nostrils to the mouth corners, deepened by smiles and sneers.
+    [size, size]."""
+    m = _mouth(idt, a)
+    tip, _ = _nose(idt, a)
     fold = min(
-        pos(a["corner_up"]) + 0.8 * pos(a["upper_lip_raise"]) + 0.5 * pos(a["nose_wrinkle"]), 1.0
+        _pos(a["corner_up"]) + 0.8 * _pos(a["upper_lip_raise"]) + 0.5 * _pos(a["nose_wrinkle"]),
+        1.0,
     )
     for side in (-1.0, 1.0):
-        cu = side * (hw + 0.03)
-        cv = my + bend - (0.07 * a["asym"] if side > 0 else 0.0)
+        cu = side * (m.hw + 0.03)
+        cv = m.my + m.bend - (0.07 * a["asym"] if side > 0 else 0.0)
         pts = np.array(
             [
                 [side * idt.nose_w * 1.4, tip - 0.015],
-                [side * (idt.nose_w * 1.4 + hw + 0.06) / 2 + side * 0.02, (tip + cv) / 2],
+                [side * (idt.nose_w * 1.4 + m.hw + 0.06) / 2 + side * 0.02, (tip + cv) / 2],
                 [cu + side * 0.015, cv + 0.02],
             ]
         )
-        img = ink(img, _polyline_dist(Uf, V, pts) - 0.005, 0.7 * skin, 0.8 * fold)
-    # Contempt dimple at the raised corner.
-    dimple = _ellipse_sd(Uf, V, hw + 0.03, my + bend - 0.07 * a["asym"], 0.012, 0.02)
-    img = ink(img, dimple, 0.55 * skin, min(pos(a["asym"]), 1.0))
-    # Chin boss when the chin is pushed up.
-    chin = np.abs(_ellipse_sd(Uf, V, 0.0, my + 0.12, 0.07, 0.03)) - 0.004
-    img = ink(img, np.where(my + 0.11 < V, chin, 1.0), 0.7 * skin, min(pos(a["chin_raise"]), 1.0))
+        img = _ink(img, f, _polyline_dist(f.u, f.v, pts) - 0.005, 0.7 * idt.skin, 0.8 * fold)
+    return img
 
+
+def _paint_dimple(img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float]) -> np.ndarray:
+    """Contempt's dimple beside the raised (right) mouth corner. [size, size]."""
+    m = _mouth(idt, a)
+    dimple = _ellipse_sd(f.u, f.v, m.hw + 0.03, m.my + m.bend - 0.07 * a["asym"], 0.012, 0.02)
+    return _ink(img, f, dimple, 0.55 * idt.skin, min(_pos(a["asym"]), 1.0))
+
+
+def _paint_chin_boss(
+    img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float]
+) -> np.ndarray:
+    """The bulge outlined under the lower lip when the chin is pushed up. [size, size]."""
+    m = _mouth(idt, a)
+    chin = np.abs(_ellipse_sd(f.u, f.v, 0.0, m.my + 0.12, 0.07, 0.03)) - 0.004
+    chin = np.where(m.my + 0.11 < f.v, chin, 1.0)
+    return _ink(img, f, chin, 0.7 * idt.skin, min(_pos(a["chin_raise"]), 1.0))
+
+
+def _finish(img: np.ndarray, nz: Nuisance, rng: np.random.Generator | None) -> np.ndarray:
+    """Global contrast and brightness, then pixel noise when `rng` is given.
+
+    Returns:
+      float32 [size, size] clipped to [0, 1].
+    """
     img = (img - 0.5) * nz.contrast + 0.5 + nz.brightness
     if rng is not None and nz.noise > 0:
         img = img + rng.normal(0.0, nz.noise, img.shape)

@@ -1,12 +1,11 @@
 """Eager PyTorch reference of one stage-2 training iteration (FESR_JL), for speed comparison.
 
-`python -m benchmarks.torch_reference --image_size 128 --batch 16 --steps 5` builds the same
+`python -m fergan.benchmarks.torch_reference --image_size 128 --batch 16 --steps 5` builds the same
 networks as fergan (Tables I-II, LightCNN-29 v2 frozen) and times a straightforward eager
 implementation of Algorithm 1's Dz, Dimg, R and G updates, printing one JSON line shaped like
-`fergan.bench`'s. torch is an optional extra (`pip install -e '.[torch]'`).
+`fergan.benchmarks.step`'s. torch is an optional extra (`pip install -e '.[torch]'`).
 """
 
-import argparse
 import json
 import math
 import time
@@ -14,8 +13,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+from absl import flags
 from torch import nn
 
+from fergan.tools import cli
 from tests.identity.torch_lightcnn import LightCNN29
 
 
@@ -181,17 +182,23 @@ def iteration(nets, opts, x, y, x_pr, y_t, k, n=64):
     opts["g"].step()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--image_size", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """--image_size, --batch, --steps, --threads."""
+    fv = flag_values
+    flags.DEFINE_integer("image_size", 128, "Image height = width in pixels.", flag_values=fv)
+    flags.DEFINE_integer("batch", 16, "Batch size.", flag_values=fv)
+    flags.DEFINE_integer("steps", 5, "Timed iterations after one warm-up.", flag_values=fv)
+    flags.DEFINE_integer("threads", 0, "torch threads (0 = default).", flag_values=fv)
+
+
+def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
+    """The program, given argv = [program] after flag parsing; prints one JSON line."""
+    if len(argv) > 1:
+        return cli.error(f"unexpected arguments: {' '.join(argv[1:])}")
+    if flag_values.threads:
+        torch.set_num_threads(flag_values.threads)
     torch.manual_seed(0)
-    s, k, c = args.image_size, 7, 1
+    s, k, c = flag_values.image_size, 7, 1
     genc, gdec = Genc(s, c), Gdec(s, c)
     dimg = Dimg(s, c)
     dz = nn.Sequential(
@@ -210,7 +217,7 @@ def main():
         "r": adam(rhead.parameters()),
     }
     rng = np.random.default_rng(0)
-    b = args.batch
+    b = flag_values.batch
     x = torch.tensor(rng.uniform(-1, 1, (b, c, s, s)), dtype=torch.float32)
     x_pr = torch.tensor(rng.uniform(-1, 1, (b, c, s, s)), dtype=torch.float32)
     y = torch.tensor(rng.integers(0, k, b))
@@ -218,7 +225,7 @@ def main():
     nets = (genc, gdec, dimg, dz, light, rhead)
     iteration(nets, opts, x, y, x_pr, y_t, k)  # warm-up
     times = []
-    for _ in range(args.steps):
+    for _ in range(flag_values.steps):
         start = time.perf_counter()
         iteration(nets, opts, x, y, x_pr, y_t, k)
         times.append(time.perf_counter() - start)
@@ -228,7 +235,8 @@ def main():
         "threads": torch.get_num_threads(), "step_ms_median": round(1e3 * median, 2),
         "images_per_s": round(b / median, 2),
     }))  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, define_flags)

@@ -1,4 +1,5 @@
-"""Input pipeline throughput: `python -m fergan.data.bench --config configs/<name>.py`.
+"""Input pipeline throughput:
+`python -m fergan.benchmarks.input_pipeline --config configs/<name>.py`.
 
 Prints one JSON line: batches_per_s, images_per_s, image_size, batch (global batch, one process).
 """

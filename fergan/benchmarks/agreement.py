@@ -1,4 +1,5 @@
-"""How far apart runs that should agree end: `python -m benchmarks.agreement [--steps N]`.
+"""How far apart runs that should agree end:
+`python -m fergan.benchmarks.agreement [--steps N]`.
 
 Trains the tiny config (32 px, width 0.125, batch 8, FESR_JL) for a few steps on fixed noise
 batches in several ways and prints, for each pair that docs/reproducibility.md lists, one JSON
@@ -6,18 +7,18 @@ line: bit-identical or not, the largest |a - b| over the parameters and the larg
 in ULPs (fergan.tools.compare_runs). Runs on 4 simulated CPU devices; takes minutes on 2 cores.
 """
 
+import functools
 import json
 
 import jax
 from absl import app, flags
 
 from configs import default
+from fergan import methods
 from fergan.data.noise_batch import random_batch
 from fergan.tools import compare_runs
-from fergan.training.hparams import make_hparams
-from fergan.training.networks import build_networks
-from fergan.training.parallel import DataParallelStep, select_devices
-from fergan.training.state import init_replicas, init_state, replica
+from fergan.training.parallel import data_parallel_step, select_devices
+from fergan.training.replicas import init_replicas, replica
 
 _STEPS = flags.DEFINE_integer("steps", 3, "Training steps of each run (stage 1, then stage 2).")
 SEEDS = (0, 1)
@@ -41,13 +42,13 @@ def train(steps: int, mode: str = "shard_map", num_devices: int = 4, seed: int =
     import numpy as np
 
     config = tiny_config(seed)
-    nets = build_networks(config.model)
-    hp = make_hparams(config, steps_per_epoch=1)
+    method = methods.of(config)
+    model = method.build(config, 1)
     devices = select_devices(num_devices, config.train.batch_size)
-    runner = DataParallelStep(nets, hp, devices, mode, num_replicas=len(replicas))
-    init = init_replicas(nets, replicas, hp.b1, hp.b2) if replicas else init_state(
-        nets, seed, hp.b1, hp.b2)  # fmt: skip
-    state = runner.place_state(init)
+    step = functools.partial(method.train_step, model)
+    runner = data_parallel_step(step, devices, mode, num_replicas=len(replicas))
+    init = functools.partial(method.init_state, model)
+    state = runner.place_state(init_replicas(init, replicas) if replicas else init(seed))
     for i in range(steps):
         batch = random_batch(config, np.random.default_rng(i))
         state, _ = runner(state, runner.place_batch(batch))
@@ -55,8 +56,8 @@ def train(steps: int, mode: str = "shard_map", num_devices: int = 4, seed: int =
 
 
 def params(state) -> dict:
-    """The trained networks' parameters as a plain dict of arrays."""
-    return jax.device_get({k: getattr(state, k).params for k in ("g", "dimg", "dz", "r")})
+    """Every network's parameters as a plain dict of arrays."""
+    return jax.device_get(methods.get("fesr").parameters(state))
 
 
 def row(name: str, a, b) -> dict:

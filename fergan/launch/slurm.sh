@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Submit a sweep to SLURM as one array job: array task i trains sweep entry i with
 # `srun python -m fergan.main ...`, one process per GPU on each of its nodes; the processes of a
-# task join through jax.distributed, which reads the SLURM environment. See launch/README.md.
+# task join through jax.distributed, which reads the SLURM environment. See docs/launch.md.
 #
 # Usage (from the repository root, on a login node):
-#   launch/slurm.sh --config configs/ck_plus.py --sweep sweeps/variants_x_folds.py \
+#   fergan/launch/slurm.sh --config configs/ck_plus.py --sweep sweeps/variants_x_folds.py \
 #       --workdir /shared/runs/ck --nodes 2 --gpus-per-node 8 [--partition gpu] [--time 24:00:00]
 #       [--account A] [--job-name fergan] [--cpus-per-task 8] [--max-concurrent M]
 #       [--python PATH] [--sbatch-arg ARG]... [--dry-run] [-- flags for fergan.main]

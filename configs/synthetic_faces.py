@@ -5,7 +5,7 @@ from configs import default
 
 def get_config(variant: str | None = None):
     config = default.get_config()
-    config.name = "synthetic"
+    config.name = "synthetic_faces"
     config.data.name = "synthetic_faces"
     config.data.num_subjects = 60
     config.model.num_classes = 7

@@ -1,0 +1,1 @@
+"""Benchmarks: input-pipeline throughput, run-to-run agreement, and an eager PyTorch reference."""
