@@ -5,7 +5,7 @@ Usage:
 
 Restores the latest checkpoint of each run (or step N of both; --best: the best checkpoints)
 as a plain tree of arrays, without the config, and reports for each part of the training state
-(g, dimg, dz, r, identity, step, rng) the largest absolute difference, also over the parameters
+(every network, then step and rng) the largest absolute difference, also over the parameters
 alone, the largest difference in ULPs (units in the last place: how many floats lie between
 the two values), and whether the two are bit-identical; then the difference of every metric in
 the two summary.json files ('eval', 'train_last_step'). When the states differ it also finds
@@ -31,10 +31,8 @@ from absl import flags, logging
 
 from fergan.tools import cli
 
-STATE_KEYS = ("g", "dimg", "dz", "r", "identity", "step", "rng")
-# Where each part keeps its parameters: under 'params' (trained networks, next to their Adam
-# state), the whole part (the frozen identity network), or nowhere (step, rng).
-PARAMS_PREFIX = {"g": "params", "dimg": "params", "dz": "params", "r": "params", "identity": ""}
+# Parts of every method's state that are not networks: compared last, with no parameters.
+COUNTER_KEYS = ("step", "rng")
 METRIC_SECTIONS = ("eval", "train_last_step")
 # TensorBoard scalars that follow the computation (not wall time such as 'steps_per_sec').
 SCALAR_PREFIXES = ("train/", "eval/")
@@ -187,12 +185,28 @@ def compare_part(a, b, params_prefix: str | None = "params") -> dict:
     }
 
 
+def params_prefix(part) -> str | None:
+    """Where a state part keeps its parameters: under 'params' (a trained network, next to its
+    optimizer state), the whole part (a frozen network), or nowhere (the step, the key)."""
+    if not isinstance(part, dict):
+        return None
+    return "params" if "params" in part else ""
+
+
+def network_names(state: dict) -> list[str]:
+    """The parts of a restored state that are networks, in name order."""
+    return sorted(k for k in state if k not in COUNTER_KEYS)
+
+
 def compare_states(state_a: dict, state_b: dict) -> dict:
-    """compare_part for each part of two restored training states (STATE_KEYS first)."""
-    keys = [k for k in STATE_KEYS if k in state_a or k in state_b]
-    keys += sorted((set(state_a) | set(state_b)) - set(STATE_KEYS))
+    """compare_part for each part of two restored training states (networks first)."""
+    names = network_names({**state_a, **state_b})
+    keys = names + [k for k in COUNTER_KEYS if k in state_a or k in state_b]
     return {
-        k: compare_part(state_a.get(k, {}), state_b.get(k, {}), PARAMS_PREFIX.get(k)) for k in keys
+        k: compare_part(
+            state_a.get(k, {}), state_b.get(k, {}), params_prefix(state_a.get(k, state_b.get(k)))
+        )
+        for k in keys
     }
 
 
@@ -253,13 +267,14 @@ def read_scalars(workdir: str) -> dict[str, dict[int, np.ndarray]]:
     return scalars
 
 
-def tag_network(tag: str) -> str | None:
-    """The network a scalar is about when its name says so ('train/loss/dimg_adv' -> 'dimg')."""
+def tag_network(tag: str, networks) -> str | None:
+    """The network a scalar is about when its name says so ('train/loss/dimg_adv' -> 'dimg'
+    when 'dimg' is one of `networks`)."""
     head = tag.rsplit("/", 1)[-1].split("_", 1)[0]
-    return head if head in PARAMS_PREFIX else None
+    return head if head in networks else None
 
 
-def scalar_divergence(scalars_a: dict, scalars_b: dict) -> dict | None:
+def scalar_divergence(scalars_a: dict, scalars_b: dict, networks=()) -> dict | None:
     """The first logged step at which two runs' common scalars differ: 'step', 'last_same'
     (the logged step before it), 'tags' that differ there, the 'networks' they name, and
     'max_ulp'. None when every common scalar agrees."""
@@ -272,12 +287,12 @@ def scalar_divergence(scalars_a: dict, scalars_b: dict) -> dict | None:
     for step in sorted(by_step):
         differ = {t: ab for t, ab in by_step[step].items() if ab[0].tobytes() != ab[1].tobytes()}
         if differ:
-            networks = {tag_network(t) for t in differ} - {None}
+            named = {tag_network(t, networks) for t in differ} - {None}
             return {
                 "step": step,
                 "last_same": last_same,
                 "tags": sorted(differ),
-                "networks": sorted(networks),
+                "networks": sorted(named),
                 "max_ulp": max(max_ulp_diff(a, b) for a, b in differ.values()),
             }
         last_same = step
@@ -338,7 +353,9 @@ def compare_runs(workdir_a: str, workdir_b: str, step: int | None = None, best: 
         if identical
         else {
             "checkpoints": checkpoint_divergence(workdir_a, workdir_b),
-            "scalars": scalar_divergence(read_scalars(workdir_a), read_scalars(workdir_b)),
+            "scalars": scalar_divergence(
+                read_scalars(workdir_a), read_scalars(workdir_b), network_names(run_a["state"])
+            ),
         },
         "metrics": compare_metrics(summary_a, summary_b),
         "notes": notes,
