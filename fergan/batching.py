@@ -19,19 +19,21 @@ def _pad_rows(part: np.ndarray, pad: int) -> np.ndarray:
     return np.concatenate([part, np.repeat(part[-1:], pad, 0)])
 
 
-def batched_apply(fn: Callable, *arrays: np.ndarray, batch: int = 32) -> np.ndarray:
+def batched_apply(fn: Callable, *arrays: np.ndarray, batch: int = 32):
     """Applies `fn` to [N, ...] arrays sliced alike into batches of exactly `batch` rows.
 
     The last batch is padded by repeating its last row, and the outputs of the padding are
     dropped, so `fn` must treat rows independently (no batch statistics).
 
     Args:
-      fn: maps `batch`-row slices of every array to one output [batch, ...] (array or jax array).
+      fn: maps `batch`-row slices of every array to an output [batch, ...], or to a pytree
+        (e.g. a dict) of such outputs.
       *arrays: one or more arrays with the same leading size N.
       batch: rows per call of `fn`.
 
     Returns:
-      [N, ...] the outputs concatenated in order, as numpy. For N == 0 nothing is computed:
+      [N, ...] the outputs concatenated in order, as numpy (a pytree of them when `fn` returns
+      one). For N == 0 nothing is computed:
       `fn` is only traced (jax.eval_shape) on `batch`-row inputs, and the result is an empty
       [0, ...] array with the trailing shape and dtype `fn` would give.
 
@@ -51,12 +53,14 @@ def batched_apply(fn: Callable, *arrays: np.ndarray, batch: int = 32) -> np.ndar
         pad = batch - len(parts[0])
         if pad:
             parts = [_pad_rows(p, pad) for p in parts]
-        outs.append(np.asarray(jax.device_get(fn(*parts)))[: batch - pad])
-    return np.concatenate(outs)
+        kept = batch - pad
+        outs.append(jax.tree.map(lambda o, k=kept: np.asarray(o)[:k], jax.device_get(fn(*parts))))
+    return jax.tree.map(lambda *pieces: np.concatenate(pieces), *outs)
 
 
-def _empty_output(fn: Callable, arrays: tuple[np.ndarray, ...], batch: int) -> np.ndarray:
+def _empty_output(fn: Callable, arrays: tuple[np.ndarray, ...], batch: int):
     """[0, ...] with the trailing shape and dtype of `fn`'s output, found without running it."""
     specs = [jax.ShapeDtypeStruct((batch, *a.shape[1:]), a.dtype) for a in arrays]
-    out = jax.eval_shape(fn, *specs)
-    return np.zeros((0, *out.shape[1:]), out.dtype)
+    return jax.tree.map(
+        lambda out: np.zeros((0, *out.shape[1:]), out.dtype), jax.eval_shape(fn, *specs)
+    )

@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from fergan.evaluation import measures
+from fergan.identity import verification
 from fergan.types import Editor, FeatureFn
 
 
@@ -133,11 +134,11 @@ def verification_metrics(train: tuple, test: tuple, seed: int) -> dict | None:
         return None
     train_pairs = verification_pairs(*train, seed)
     test_pairs = verification_pairs(*test, seed)
-    threshold = measures.choose_threshold(*train_pairs)
+    threshold = verification.choose_threshold(*train_pairs)
     return {
-        "rate": measures.verification_rate(*test_pairs, threshold),
+        "rate": verification.verification_rate(*test_pairs, threshold),
         "threshold": threshold,
-        "train_rate": measures.verification_rate(*train_pairs, threshold),
+        "train_rate": verification.verification_rate(*train_pairs, threshold),
         "num_pairs": len(test_pairs[2]),
     }
 

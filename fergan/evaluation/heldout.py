@@ -3,8 +3,9 @@ per-example outputs, from its `evaluate_batch` bound to a model and state."""
 
 from collections.abc import Callable
 
-import jax
 import numpy as np
+
+from fergan.batching import batched_apply
 
 # (x [B, S, S, c], y [B]) -> per-example outputs [B, ...] (a method's evaluate_batch).
 BatchOutputs = Callable[[np.ndarray, np.ndarray], dict]
@@ -17,16 +18,7 @@ def predict(
 ) -> dict[str, np.ndarray]:
     """`outputs_of` over [N, S, S, c] faces and labels [N] in fixed-size padded batches.
     Returns the per-example outputs as numpy arrays [N, ...]."""
-    outs = []
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        pad = batch_size - len(xb)
-        if pad:
-            xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
-            yb = np.concatenate([yb, np.repeat(yb[-1:], pad, 0)])
-        out = jax.device_get(outputs_of(xb, yb))
-        outs.append({k: v[: batch_size - pad] for k, v in out.items()})
-    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    return batched_apply(outputs_of, x, y, batch=batch_size)
 
 
 def summarize(outputs: dict[str, np.ndarray], y: np.ndarray) -> dict[str, float]:

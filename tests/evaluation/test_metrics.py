@@ -8,6 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from fergan.evaluation import measures as metrics
+from fergan.identity import verification
 
 TOL = 1e-4
 
@@ -171,7 +172,9 @@ def test_confusion_matrix_rejects_out_of_range():
 def test_cosine_similarity():
     a = np.array([[1.0, 0.0], [1.0, 1.0], [2.0, 0.0], [0.0, 0.0]])
     b = np.array([[0.0, 3.0], [2.0, 2.0], [-1.0, 0.0], [1.0, 0.0]])
-    np.testing.assert_allclose(metrics.cosine_similarity(a, b), [0.0, 1.0, -1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(
+        verification.cosine_similarity(a, b), [0.0, 1.0, -1.0, 0.0], atol=1e-12
+    )
 
 
 def _pairs(rng, n, dim, identical_same):
@@ -187,23 +190,23 @@ def test_identical_features_verify_perfectly():
     rng = np.random.default_rng(8)
     train = _pairs(rng, 400, 256, identical_same=True)
     test = _pairs(rng, 400, 256, identical_same=True)
-    thr = metrics.choose_threshold(*train)
-    assert metrics.verification_rate(*train, thr) == 1.0
-    assert metrics.verification_rate(*test, thr) == 1.0
+    thr = verification.choose_threshold(*train)
+    assert verification.verification_rate(*train, thr) == 1.0
+    assert verification.verification_rate(*test, thr) == 1.0
 
 
 def test_random_features_verify_at_chance():
     rng = np.random.default_rng(9)
     train = _pairs(rng, 4000, 64, identical_same=False)
     test = _pairs(rng, 4000, 64, identical_same=False)
-    thr = metrics.choose_threshold(*train)
+    thr = verification.choose_threshold(*train)
     # The chosen threshold is the best of every cut through the training similarities.
-    sims = metrics.cosine_similarity(train[0], train[1])
+    sims = verification.cosine_similarity(train[0], train[1])
     s = np.sort(sims)
     cuts = np.concatenate([[s[0] - 1], (s[1:] + s[:-1]) / 2, [s[-1] + 1]])
-    best = max(metrics.verification_rate(*train, c) for c in cuts)
-    assert metrics.verification_rate(*train, thr) == best
-    assert abs(metrics.verification_rate(*test, thr) - 0.5) < 0.04
+    best = max(verification.verification_rate(*train, c) for c in cuts)
+    assert verification.verification_rate(*train, thr) == best
+    assert abs(verification.verification_rate(*test, thr) - 0.5) < 0.04
 
 
 def test_choose_threshold_midpoint_and_extremes():
@@ -215,14 +218,14 @@ def test_choose_threshold_midpoint_and_extremes():
         )
 
     a, b = feats([0.1, 0.2, 0.6, 0.9])
-    thr = metrics.choose_threshold(a, b, [False, False, True, True])
+    thr = verification.choose_threshold(a, b, [False, False, True, True])
     assert thr == pytest.approx(0.4)
-    assert metrics.verification_rate(a, b, [False, False, True, True], thr) == 1.0
+    assert verification.verification_rate(a, b, [False, False, True, True], thr) == 1.0
     # All pairs positive: accept everything (threshold below the smallest similarity).
-    assert metrics.choose_threshold(a, b, [True] * 4) < 0.1
+    assert verification.choose_threshold(a, b, [True] * 4) < 0.1
     # All negative: reject everything.
-    assert metrics.choose_threshold(a, b, [False] * 4) > 0.9
+    assert verification.choose_threshold(a, b, [False] * 4) > 0.9
     # Tied similarities cannot be split: the best achievable cut is chosen.
     a, b = feats([0.5, 0.5, 0.5, 0.8])
-    thr = metrics.choose_threshold(a, b, [False, True, False, True])
-    assert metrics.verification_rate(a, b, [False, True, False, True], thr) == 0.75
+    thr = verification.choose_threshold(a, b, [False, True, False, True])
+    assert verification.verification_rate(a, b, [False, True, False, True], thr) == 0.75
