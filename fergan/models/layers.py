@@ -51,11 +51,14 @@ def _conv4s2_kernel_grad(x: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.
     return jax.vjp(lambda k: _conv4s2(x, k), kernel)[1](dy)[0]
 
 
-# XLA:CPU runs the kernel gradient of an input-dilated convolution (what autodiff makes of a
-# transposed convolution, and of the input gradient inside the WGAN-GP double backward) in a slow
-# generic loop: 12.6 s against 0.5 s here for one 4x4/2 up-convolution of the paper-size generator.
-# The two functions below are each other's adjoint, and their custom VJPs express every
-# derivative, to any order, as a strided forward convolution or its kernel gradient.
+# CPU-only workaround, measured (the other one, the gating choice, is in
+# fergan/training/cpu_workarounds.py). Only XLA:CPU needs it; it is the same arithmetic on every
+# platform, so it stays on everywhere. XLA:CPU runs the kernel gradient of an input-dilated
+# convolution (what autodiff makes of a transposed convolution, and of the input gradient inside
+# the WGAN-GP double backward) in a slow generic loop: 12.6 s against 0.5 s here for one 4x4/2
+# up-convolution of the paper-size generator. The two functions below are each other's adjoint,
+# and their custom VJPs express every derivative, to any order, as a strided forward convolution
+# or its kernel gradient.
 @jax.custom_vjp
 def conv4s2_adjoint(dy: jax.Array, kernel: jax.Array) -> jax.Array:
     """Adjoint of `_conv4s2(., kernel)` applied to dy [B, H/2, W/2, Co] -> [B, H, W, Ci]."""
