@@ -61,15 +61,13 @@ class ShardMapStep:
             # shard_map on CPU at size 128), with the same per-sample noise as device 0.
             mapped = body_for(None)
         else:
-            # Outputs are replicated by construction (every update uses pmean-reduced
-            # gradients); the varying-axis type check is off because gated updates build their
-            # skipped outputs as plain zeros.
+            # Outputs are replicated (out_specs P()): every update applies pmean-reduced
+            # gradients and metrics are pmean-reduced, which shard_map's type check verifies.
             mapped = jax.shard_map(
                 body_for(DATA_AXIS),
                 mesh=self.mesh,
                 in_specs=(P(), self._sharded.spec),
                 out_specs=(P(), P()),
-                check_vma=False,
             )
         self._step = jax.jit(mapped, donate_argnums=0)
 

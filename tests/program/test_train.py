@@ -183,7 +183,7 @@ def test_command_line_override_reaches_the_step_and_unknown_keys_fail(data_dir, 
     # What a person sees: a header, progress, a closing summary; library noise in the log file.
     stdout = done.stdout.decode()
     lines = [line for line in stdout.replace("\r", "\n").splitlines() if line.strip()]
-    assert lines[0].startswith("fergan train | config demo | variant BASELINE")
+    assert lines[0].startswith("fergan train | config demo | method fesr | variant BASELINE")
     assert any(line.startswith("data: synthetic_faces fold 1/2") for line in lines)
     assert any(line.startswith("train 5/5 100%") for line in lines)
     assert f"tensorboard --logdir {tmp_path}" in stdout and "(chance 14.3%" in stdout
