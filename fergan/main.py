@@ -207,13 +207,16 @@ def _closing_summary(summary: dict, workdir: str) -> None:
 
 def resolve_config(config, workdir: str, mode: str):
     """The run's config, resolved once and frozen: references resolved and, for a mode that
-    trains or renders with `identity.pretrain`, `identity.weights` set to the pretrained
-    network (trained first when `<workdir>/identity_weights` is missing)."""
+    trains or renders with `identity.pretrain` (and a method with an identity network),
+    `identity.weights` set to the pretrained network (trained first when
+    `<workdir>/identity_weights` is missing)."""
+    from fergan import methods
     from fergan.config_utils import editable_copy, frozen
     from fergan.identity import ensure_weights
 
     config = editable_copy(config)
-    if mode in ("train", "synthesize") and config.identity.pretrain and not config.identity.weights:
+    pretrain = config.identity.pretrain and methods.of(config).has_identity_network
+    if mode in ("train", "synthesize") and pretrain and not config.identity.weights:
         config.identity.weights = ensure_weights(config, workdir)
     return frozen(config)
 

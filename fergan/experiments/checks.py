@@ -148,7 +148,7 @@ def check_run(
     """Everything about a run that can be checked before it writes: config keys, data, workdir,
     identity weights. Raises ValueError / FileNotFoundError naming the key, file or value."""
     check_config(config)
-    if config.identity.weights:
+    if config.identity.weights and methods.of(config).has_identity_network:
         identity_weights.resolve_weights_path(config.identity.weights, workdir)
     check_workdir(config, workdir, mode, step, best)
     pipeline.check_data(config)

@@ -188,8 +188,9 @@ def run_fold(
 ) -> dict:
     """Trains (or resumes, or skips) one fold of one variant and returns its fold result.
 
-    With `identity.pretrain` and no `identity.weights`, the fold's identity network is trained
-    on the fold's training subjects once, into `identity/fold_<i>`, and shared by the variants.
+    With `identity.pretrain` and no `identity.weights`, the fold's identity network (of a method
+    that has one) is trained on the fold's training subjects once, into `identity/fold_<i>`,
+    and shared by the variants.
     """
     fdir = fold_dir(workdir, variant, fold)
     result_path = os.path.join(fdir, FOLD_RESULT)
@@ -197,7 +198,8 @@ def run_fold(
         logging.info("CV %s fold %d: finished earlier (%s).", variant, fold, result_path)
         return _read_json(result_path)
     cfg = fold_config(config, workdir, variant, fold)
-    if cfg.identity.pretrain and not cfg.identity.weights:
+    has_identity = methods.of(cfg).has_identity_network
+    if has_identity and cfg.identity.pretrain and not cfg.identity.weights:
         cfg.identity.weights = ensure_weights(cfg, identity_dir(workdir, fold))
     summary_path = os.path.join(fdir, "summary.json")
     if not os.path.exists(summary_path):

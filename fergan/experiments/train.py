@@ -54,7 +54,11 @@ class Setup:
         self.datasets = pipeline.build_datasets(config, pipeline.data_dir(config, workdir))
         self.steps_per_epoch = pipeline.steps_per_epoch(config, self.datasets)
         self.model = self.method.build(config, self.steps_per_epoch)
-        identity = identity_weights.identity_params_for(config, workdir)
+        identity = (
+            identity_weights.identity_params_for(config, workdir)
+            if self.method.has_identity_network
+            else None
+        )
         init = functools.partial(self.method.init_state, self.model, identity_params=identity)
         self.num_replicas = int(config.num_replicas)
         if self.num_replicas > 1:

@@ -81,6 +81,13 @@ class Method:
     resume_keys: tuple[str, ...] = ()
     progress_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
+    @property
+    def has_identity_network(self) -> bool:
+        """Whether the method has the LightCNN-29 identity network (it gives `identity_features`).
+        Only then does the shared code pretrain, check or load `identity.*` weights; any other
+        method's `init_state` gets `identity_params=None`."""
+        return self.identity_features is not None
+
     def variant(self, name: str) -> Any:
         """The switches of variant `name`; ValueError lists the method's variants."""
         if name not in self.variants:
