@@ -1,0 +1,1 @@
+"""Benchmarks (`python -m fergan.benchmarks.<name>`): the data-parallel training step."""
