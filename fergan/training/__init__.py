@@ -1,1 +1,2 @@
-"""Training: state, hyper-parameters, the one training iteration and its data-parallel drivers."""
+"""Shared training machinery that knows no method: data-parallel drivers, replicas, CPU
+workarounds."""
