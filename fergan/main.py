@@ -141,6 +141,8 @@ def run(mode: str, config, workdir: str) -> dict | list:
     # Imported here so `--help` stays fast and flags parse before JAX starts.
     from fergan.experiments import train
 
+    from fergan.experiments.config import resolve_config
+
     config = resolve_config(config, workdir, mode)
     if mode == "train":
         summary = train.train_and_evaluate(config, workdir)
@@ -203,22 +205,6 @@ def _closing_summary(summary: dict, workdir: str) -> None:
     console.say(f"checkpoints: {os.path.join(folder, 'checkpoints')}")
     console.say(f"log:         {os.path.join(folder, 'fergan.log')}")
     console.say(f"tensorboard --logdir {folder}")
-
-
-def resolve_config(config, workdir: str, mode: str):
-    """The run's config, resolved once and frozen: references resolved and, for a mode that
-    trains or renders with `identity.pretrain` (and a method with an identity network),
-    `identity.weights` set to the pretrained network (trained first when
-    `<workdir>/identity_weights` is missing)."""
-    from fergan import methods
-    from fergan.config_utils import editable_copy, frozen
-    from fergan.identity import ensure_weights
-
-    config = editable_copy(config)
-    pretrain = config.identity.pretrain and methods.of(config).has_identity_network
-    if mode in ("train", "synthesize") and pretrain and not config.identity.weights:
-        config.identity.weights = ensure_weights(config, workdir)
-    return frozen(config)
 
 
 def _synthesize(config, workdir: str) -> list[str]:

@@ -15,8 +15,9 @@ import optax
 import pytest
 from flax import struct
 
-from fergan import main, methods
+from fergan import methods
 from fergan.evaluation import cv_metrics
+from fergan.experiments import config as experiment_config
 from fergan.experiments import cross_validate as cv
 from fergan.experiments import train
 from fergan.methods.base import Method
@@ -233,7 +234,7 @@ def test_identity_settings_pass_by_a_method_without_an_identity_network(data_dir
     config = toy_config(data_dir)
     config.identity.pretrain = True
     # The program's config resolution trains no LightCNN-29 for the toy.
-    resolved = main.resolve_config(config, str(tmp_path), "train")
+    resolved = experiment_config.resolve_config(config, str(tmp_path), "train")
     assert resolved.identity.weights == "" and not os.listdir(tmp_path)
     # Weights that do not exist are neither checked nor loaded (init_state asserts None).
     config.identity.weights = str(tmp_path / "no_such_identity_weights")
