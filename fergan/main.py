@@ -140,7 +140,6 @@ def run(mode: str, config, workdir: str) -> dict | list:
     """Dispatch one mode; returns its result (summary dict or written paths)."""
     # Imported here so `--help` stays fast and flags parse before JAX starts.
     from fergan.experiments import train
-
     from fergan.experiments.config import resolve_config
 
     config = resolve_config(config, workdir, mode)
