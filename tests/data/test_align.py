@@ -297,7 +297,7 @@ def test_synthetic_builder_stores_the_analytic_landmarks(data_dir):
 
 
 def test_synthesize_inputs_are_aligned_like_the_training_data(tmp_path, monkeypatch):
-    from fergan import synthesize
+    from fergan.experiments import synthesize
 
     identity = face_renderer.sample_identity(np.random.default_rng(4))
     image, points = _face(identity, None, 96)

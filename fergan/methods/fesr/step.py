@@ -117,19 +117,6 @@ def _branch(hp: StepHParams, pred: jax.Array, taken: Callable, fallback: Callabl
     return lax.cond(pred, taken, fallback, *operands)
 
 
-def _zeros_like(shapes):
-    """Zeros of the shapes and dtypes that `jax.eval_shape` returned, varying over the same mesh
-    axes (under shard_map, a skipped branch must have the type of the branch it stands for)."""
-
-    def zeros(s):
-        z = jnp.zeros(s.shape, s.dtype)
-        manual = getattr(s, "manual_axis_type", None)
-        axes = tuple(sorted(manual.varying)) if manual is not None else ()
-        return lax.pcast(z, axes, to="varying") if axes else z
-
-    return jax.tree.map(zeros, shapes)
-
-
 def _gated(
     hp: StepHParams, pred: jax.Array, update: Callable, net: NetState
 ) -> tuple[NetState, Metrics]:
@@ -137,7 +124,8 @@ def _gated(
     both stages."""
 
     def skip(n):
-        return n, _zeros_like(jax.eval_shape(update, n)[1])
+        shapes = jax.eval_shape(update, n)[1]
+        return n, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     return _branch(hp, pred, update, skip, net)
 
@@ -191,7 +179,8 @@ def _synthesize(
             return {"x_pf": x_pf, "trunk_pf": recognizer_trunk(nets, identity, x_pf)}
 
         def no_pf(src):
-            return _zeros_like(jax.eval_shape(make_pf, src))
+            shapes = jax.eval_shape(make_pf, src)
+            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
         out |= _branch(hp, needs_pf, make_pf, no_pf, source)
     return out
@@ -423,8 +412,7 @@ def generator_objective(
             )[1]
             return losses.classification_loss(logits, ctx.y_pf)
 
-        no_loss = lambda: _zeros_like(jax.eval_shape(r_loss_on_pf))
-        loss = _branch(hp, ctx.stage2, r_loss_on_pf, no_loss)
+        loss = _branch(hp, ctx.stage2, r_loss_on_pf, lambda: jnp.zeros(()))
         terms["g_cls_r"] = (hp.lambda_cls, loss)
     total = sum(w * t for w, t in terms.values())
     return total, {f"loss/{k}": t for k, (_, t) in terms.items()} | {"loss/g_total": total}
