@@ -5,6 +5,7 @@ import sys
 import tempfile
 
 import jax
+import pytest
 
 # Must happen before the CPU backend starts; every test sees the same 4 devices.
 jax.config.update("jax_num_cpu_devices", 4)
@@ -14,3 +15,9 @@ jax.config.update(
 )
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """One TFDS data dir per test module (the program tests build their tiny set once)."""
+    return str(tmp_path_factory.mktemp("tfds"))

@@ -143,11 +143,6 @@ def toy_config(data_dir: str, num_devices: int = 1):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
-@pytest.fixture(scope="module")
 def full_run(data_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("full"))
     return workdir, train.train_and_evaluate(toy_config(data_dir), workdir)

@@ -23,11 +23,6 @@ CACHE = os.path.join(tempfile.gettempdir(), "fergan-jax-cache")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
-@pytest.fixture(scope="module")
 def full_run(data_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("full"))
     config = tiny_config(data_dir=data_dir)
