@@ -19,7 +19,7 @@ Where the tables are silent (the choices the parameter-count tests pin down):
   * sub-pixel conv: a 3x3/1 conv to 4*C channels, then depth-to-space x2 to C channels (Shi et
     al.'s ESPCN layer; Table I's "stride 2" is the x2 factor), then IN + ReLU on the C channels;
   * the expression code is tiled over the 8x8 latent and concatenated before the first sub-pixel
-    conv (Table I's "1024 + ny" input; B's appendix: "spatially replicated and concatenated");
+    conv (Table I's "1024 + ny" input; B, text of Fig. 11: "spatially replicated and concatenated");
   * LeakyReLU slope 0.01 (A gives none; StarGAN's discriminator, which Table II follows, uses it);
   * the classification head is a dense layer on the flattened last map (Table II's "FC m").
 """
