@@ -1,0 +1,1 @@
+"""LSSL: attribute-guided expression synthesis with a landmark-heatmap side image (papers A, B)."""
