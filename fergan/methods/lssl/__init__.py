@@ -1,0 +1,1 @@
+"""LSSL: attribute-guided expression synthesis with a face-parsing loss (paper B)."""
