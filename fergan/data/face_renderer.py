@@ -387,6 +387,47 @@ def face_landmarks(
     return _face_to_pixels(face, nz, size).astype(np.float32)
 
 
+# Classes of `face_part_masks`, in label order.
+PARTS = ("background", "skin", "eyes", "lips")
+_OPAQUE = 0.5  # A layer owns a pixel where its opacity reaches this (its shape's border).
+
+
+def face_part_masks(
+    identity: Identity,
+    expression: int | str | None,
+    intensity: float,
+    size: int,
+    nuisance: Nuisance | None = None,
+) -> np.ndarray:
+    """The parts of the face `render_face` draws with the same arguments, one label a pixel.
+
+    Labels index PARTS: 0 background (also hair, neck, the hair fringe over the forehead and the
+    mouth's opening), 1 skin, 2 eyes (the opening between the lids: white and iris), 3 lips. They
+    come from the shapes the painters blend, each owning the pixels where its opacity is at least
+    one half, and are laid in the painting order so that a later layer wins: skin (the face
+    outline), fringe, eyes, lips, mouth opening. Strokes drawn on the skin (brows, lid lines,
+    nose, folds, glasses) stay skin. Pixel noise does not move a part, so no `rng` is taken:
+    pass the `nuisance` the image was rendered with.
+
+    Returns:
+      int32 [size, size].
+    """
+    nz = nuisance if nuisance is not None else Nuisance()
+    a = _named(_actions(identity, expression, intensity))
+    grid = _pose_grid(size, nz)
+    _, cov = _face_coverage(identity, grid)
+    f = _features(grid, cov)
+    labels = np.zeros((size, size), np.int32)
+    labels[cov >= _OPAQUE] = 1
+    labels[_fringe_alpha(identity, grid, cov) >= _OPAQUE] = 0
+    for side in (-1.0, 1.0):
+        labels[_ink_alpha(f, _eye_shape(f, identity, a, side).inside) >= _OPAQUE] = 2
+    mouth = _mouth_shape(f, identity, a)
+    labels[_ink_alpha(f, mouth.lips_sd) >= _OPAQUE] = 3
+    labels[_ink_alpha(f, mouth.opening_sd) >= _OPAQUE] = 0
+    return labels
+
+
 def _jaw_landmarks(idt: Identity) -> np.ndarray:
     """17 points [17, 2] (u, v) on the face outline from the left temple under the chin to the
     right, starting a little above the outline's centre height (about eye level)."""
@@ -471,11 +512,10 @@ def _draw(idt: Identity, acts: np.ndarray, size: int, nz: Nuisance, rng) -> np.n
     grid = _pose_grid(size, nz)
     img = _paint_background(idt, grid)
     img = _paint_hair_and_neck(img, idt, grid)
-    r = _face_radius(idt, grid)
-    cov = _soft((r - 1.0) * idt.face_w, grid.edge)
+    r, cov = _face_coverage(idt, grid)
     img = _paint_skin(img, idt, grid, nz, r, cov)
     img = _paint_fringe(img, idt, grid, cov)
-    f = _Features(u=grid.uf, v=grid.v, cov=cov, edge=grid.edge)
+    f = _features(grid, cov)
     # Left side, then right (side = -1, +1); an eye, its brow and its lens rim overlap, so they
     # stay in this order.
     for side in (-1.0, 1.0):
@@ -554,6 +594,12 @@ def _face_radius(idt: Identity, grid: _Grid) -> np.ndarray:
     return (np.abs(grid.u / idt.face_w) ** p + np.abs(dy / idt.face_h) ** p) ** (1.0 / p)
 
 
+def _face_coverage(idt: Identity, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """(superellipse radius, coverage in [0, 1]) of the face outline, each [size, size]."""
+    r = _face_radius(idt, grid)
+    return r, _soft((r - 1.0) * idt.face_w, grid.edge)
+
+
 def _paint_skin(
     img: np.ndarray, idt: Identity, grid: _Grid, nz: Nuisance, r: np.ndarray, cov: np.ndarray
 ) -> np.ndarray:
@@ -564,11 +610,16 @@ def _paint_skin(
     return _blend(img, cov, idt.skin * shade)
 
 
-def _paint_fringe(img: np.ndarray, idt: Identity, grid: _Grid, cov: np.ndarray) -> np.ndarray:
-    """Hair over the forehead, above a hairline curving down towards the temples: [size, size]."""
+def _fringe_alpha(idt: Identity, grid: _Grid, cov: np.ndarray) -> np.ndarray:
+    """Opacity [size, size] of the hair over the forehead: the face's coverage `cov` above a
+    hairline that curves down towards the temples."""
     hl = idt.hairline + idt.face_cy + 0.18 * (grid.u / idt.face_w) ** 2
-    fringe = cov * np.clip((hl - grid.v) / grid.edge + 0.5, 0, 1)
-    return _blend(img, fringe, idt.hair)
+    return cov * np.clip((hl - grid.v) / grid.edge + 0.5, 0, 1)
+
+
+def _paint_fringe(img: np.ndarray, idt: Identity, grid: _Grid, cov: np.ndarray) -> np.ndarray:
+    """Hair over the forehead (see `_fringe_alpha`): [size, size]."""
+    return _blend(img, _fringe_alpha(idt, grid, cov), idt.hair)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -582,19 +633,39 @@ class _Features:
     edge: float
 
 
+def _features(grid: _Grid, cov: np.ndarray) -> _Features:
+    """The inner features' frame on `grid`, inked only where the face covers (`cov`)."""
+    return _Features(u=grid.uf, v=grid.v, cov=cov, edge=grid.edge)
+
+
+def _ink_alpha(f: _Features, sd: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Opacity [size, size] with which `_ink` lays a shape of signed distance `sd` on the face."""
+    return strength * f.cov * _soft(sd, f.edge)
+
+
 def _ink(
     img: np.ndarray, f: _Features, sd: np.ndarray, tone: float | np.ndarray, strength: float = 1.0
 ) -> np.ndarray:
     """Blends `tone` into `img` where the signed distance `sd` is negative, on the face only (so
     a feature never spills onto the hair or background); `strength` fades it. All [size, size]."""
-    return _blend(img, strength * f.cov * _soft(sd, f.edge), tone)
+    return _blend(img, _ink_alpha(f, sd, strength), tone)
 
 
-def _paint_eye(
-    img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float], side: float
-) -> np.ndarray:
-    """One eye (side = -1 left, +1 right): the white between the lid arcs, the iris, the upper
-    lid line, and the lower-lid bulge of a squint or smile. [size, size]."""
+@dataclasses.dataclass(frozen=True)
+class _EyeShape:
+    """One eye on the feature grid, each [size, size]: `du` the position across the eye (-1 and
+    1 at its corners), `top` and `bot` the v of the upper and lower lid arcs, `inside` the signed
+    distance of the opening between them (negative inside; it holds the white and the iris)."""
+
+    cu: float  # u of the eye's centre.
+    du: np.ndarray
+    top: np.ndarray
+    bot: np.ndarray
+    inside: np.ndarray
+
+
+def _eye_shape(f: _Features, idt: Identity, a: dict[str, float], side: float) -> _EyeShape:
+    """The lid arcs and opening of the eye on `side` (-1 left, +1 right)."""
     up_h, lo_h = _lid_heights(idt, a)
     cu = side * idt.eye_sep
     du = (f.u - cu) / idt.eye_w
@@ -603,13 +674,22 @@ def _paint_eye(
     bot = idt.eye_y + lo_h * prof
     inside = np.maximum(top - f.v, f.v - bot)
     inside = np.where(np.abs(du) < 1.0, inside, 1.0)
-    img = _ink(img, f, inside, 0.92 * idt.skin + 0.08)
-    iris_sd = np.maximum(_ellipse_sd(f.u, f.v, cu, idt.eye_y, idt.eye_h, idt.eye_h), inside)
+    return _EyeShape(cu=cu, du=du, top=top, bot=bot, inside=inside)
+
+
+def _paint_eye(
+    img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float], side: float
+) -> np.ndarray:
+    """One eye (side = -1 left, +1 right): the white between the lid arcs, the iris, the upper
+    lid line, and the lower-lid bulge of a squint or smile. [size, size]."""
+    e = _eye_shape(f, idt, a, side)
+    img = _ink(img, f, e.inside, 0.92 * idt.skin + 0.08)
+    iris_sd = np.maximum(_ellipse_sd(f.u, f.v, e.cu, idt.eye_y, idt.eye_h, idt.eye_h), e.inside)
     img = _ink(img, f, iris_sd, idt.iris)
-    lid_line = np.abs(f.v - top) - 0.012 - 0.01 * _pos(a["lid_raise"])
-    img = _ink(img, f, np.where(np.abs(du) < 1.05, lid_line, 1.0), 0.25 * idt.skin)
+    lid_line = np.abs(f.v - e.top) - 0.012 - 0.01 * _pos(a["lid_raise"])
+    img = _ink(img, f, np.where(np.abs(e.du) < 1.05, lid_line, 1.0), 0.25 * idt.skin)
     # Cheek raise / lower-lid bulge under a squint or smile.
-    bulge = np.where(np.abs(du) < 0.8, np.abs(f.v - (bot + 0.035)) - 0.006, 1.0)
+    bulge = np.where(np.abs(e.du) < 0.8, np.abs(f.v - (e.bot + 0.035)) - 0.006, 1.0)
     return _ink(img, f, bulge, 0.7 * idt.skin, _pos(a["lid_tighten"]))
 
 
@@ -677,22 +757,42 @@ def _paint_nose_wrinkles(
     return img
 
 
+@dataclasses.dataclass(frozen=True)
+class _MouthShape:
+    """The mouth on the feature grid, each [size, size]: `within` where a pixel lies between the
+    corners, `up_in` and `lo_in` the v of the inner lip curves, and the signed distances
+    (negative inside) of the whole lip region `lips_sd` and of the opening `opening_sd` (positive
+    everywhere when the mouth is closed)."""
+
+    within: np.ndarray
+    up_in: np.ndarray
+    lo_in: np.ndarray
+    lips_sd: np.ndarray
+    opening_sd: np.ndarray
+
+
+def _mouth_shape(f: _Features, idt: Identity, a: dict[str, float]) -> _MouthShape:
+    """The lip region and opening of the mouth under the actions `a` (geometry of `_mouth`)."""
+    m = _mouth(idt, a)
+    t = f.u / m.hw
+    within = np.abs(t) < 1.0
+    up_out, up_in, lo_in, lo_out = _lips(m, a, np.clip(t, -1.0, 1.0))
+    lips_sd = np.where(within, np.maximum(up_out - f.v, f.v - lo_out), 1.0)
+    opening_sd = np.where(within, np.maximum(up_in - f.v, f.v - lo_in), 1.0)
+    opening_sd = np.maximum(opening_sd, -(lo_in - up_in) / 2 + 0.004)  # Vanishes when closed.
+    return _MouthShape(within, up_in, lo_in, lips_sd, opening_sd)
+
+
 def _paint_mouth(img: np.ndarray, f: _Features, idt: Identity, a: dict[str, float]) -> np.ndarray:
     """The lips, the dark opening between them (none when closed), the upper teeth in it, and the
     seam where the lips meet; corners move with the actions as in `_mouth`. [size, size]."""
-    m = _mouth(idt, a)
-    t = f.u / m.hw
-    inside_w = np.abs(t) < 1.0
-    up_out, up_in, lo_in, lo_out = _lips(m, a, np.clip(t, -1.0, 1.0))
-    lips_sd = np.where(inside_w, np.maximum(up_out - f.v, f.v - lo_out), 1.0)
-    img = _ink(img, f, lips_sd, idt.lip_tone * idt.skin)
-    mouth_sd = np.where(inside_w, np.maximum(up_in - f.v, f.v - lo_in), 1.0)
-    mouth_sd = np.maximum(mouth_sd, -(lo_in - up_in) / 2 + 0.004)  # Vanishes when closed.
-    img = _ink(img, f, mouth_sd, 0.08)
+    s = _mouth_shape(f, idt, a)
+    img = _ink(img, f, s.lips_sd, idt.lip_tone * idt.skin)
+    img = _ink(img, f, s.opening_sd, 0.08)
     teeth = min(_pos(a["corner_up"]) + _pos(a["upper_lip_raise"]) + 0.5 * _pos(a["jaw_drop"]), 1.0)
-    teeth_sd = np.maximum(mouth_sd, f.v - (up_in + 0.35 * (lo_in - up_in)))
+    teeth_sd = np.maximum(s.opening_sd, f.v - (s.up_in + 0.35 * (s.lo_in - s.up_in)))
     img = _ink(img, f, teeth_sd, 0.9, teeth)
-    seam = np.where(inside_w, np.abs(f.v - (up_in + lo_in) / 2) - 0.005, 1.0)
+    seam = np.where(s.within, np.abs(f.v - (s.up_in + s.lo_in) / 2) - 0.005, 1.0)
     return _ink(img, f, seam, 0.3 * idt.skin)
 
 
