@@ -21,8 +21,9 @@ from fergan.training import cpu_workarounds, parallel
 # Keys whose change alters the meaning of any method's checkpoint (a method adds its own,
 # `Method.resume_keys`): a run refuses to resume, evaluate or synthesize across them.
 RESUME_KEYS = ("method", "variant")
-# Values of resume keys that workdirs written before the key existed ran with.
-RESUME_DEFAULTS = {"method": "fesr", "recognizer.trunk": "frozen"}
+# Values of resume keys that workdirs written before the key existed ran with (a method adds its
+# own, `Method.resume_defaults`): runs from before config.method existed are FESR runs.
+RESUME_DEFAULTS = {"method": "fesr"}
 REPLICA_DATA = ("shared", "per_replica")
 CONFIG_FILE = "config.json"
 
@@ -101,9 +102,10 @@ def check_same_shapes(config: ml_collections.ConfigDict, workdir: str) -> None:
     if saved is None:
         return
     new = flat_config(config)
-    new.setdefault("method", "fesr")
+    new.setdefault("method", RESUME_DEFAULTS["method"])
+    defaults = RESUME_DEFAULTS | dict(methods.of(config).resume_defaults)
     for key in resume_keys(config):
-        old = saved.get(key, RESUME_DEFAULTS.get(key))
+        old = saved.get(key, defaults.get(key))
         if old != new.get(key):
             raise ValueError(
                 f"{workdir} holds a run with {key}={old!r}; this config has "

@@ -362,11 +362,12 @@ def results_markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tsne_order(names: Sequence[str]) -> list[str]:
-    """Panel order of Fig. 9: FESR_JL-IL beside FESR_JL when both ran, then the others."""
-    pair = ["FESR_JL-IL", "FESR_JL"]
-    if all(n in names for n in pair):
-        return pair + [n for n in names if n not in pair]
+def tsne_order(names: Sequence[str], first: Sequence[str] = ()) -> list[str]:
+    """Panel order of the t-SNE figure: the method's `tsne_first` variants side by side when all
+    of them ran, then the others."""
+    first = list(first)
+    if first and all(n in names for n in first):
+        return first + [n for n in names if n not in first]
     return list(names)
 
 
@@ -378,7 +379,7 @@ def _features(workdir: str, variant: str, fold: int) -> dict[str, np.ndarray]:
         return dict(data)
 
 
-def _write_figures(workdir: str, payload: dict) -> list[str]:
+def _write_figures(workdir: str, payload: dict, tsne_first: Sequence[str] = ()) -> list[str]:
     """figures/: confusion matrix per variant (summed over folds), t-SNE of real vs synthetic
     Rext features (Fig. 9, one fold), and per variant the sample figures and training curves
     of its first finished fold. Returns the written paths."""
@@ -403,7 +404,7 @@ def _write_figures(workdir: str, payload: dict) -> list[str]:
         with_features[name] = [
             f for f in v["folds_finished"] if "synthetic_features" in _features(workdir, name, f)
         ]
-    panels_of = tsne_order([n for n, folds in with_features.items() if folds])
+    panels_of = tsne_order([n for n, folds in with_features.items() if folds], tsne_first)
     common = set.intersection(*(set(with_features[n]) for n in panels_of)) if panels_of else set()
     if common:
         fold = min(common)
@@ -475,7 +476,8 @@ def aggregate(
         "judge": _judge_name(collected),
         "variants": {name: _variant_summary(r, num_folds) for name, r in collected.items()},
     }
-    payload["figures"] = [os.path.relpath(p, workdir) for p in _write_figures(workdir, payload)]
+    written = _write_figures(workdir, payload, methods.of(config).tsne_first)
+    payload["figures"] = [os.path.relpath(p, workdir) for p in written]
     write_json(os.path.join(workdir, CV_JSON), payload)
     markdown = results_markdown(payload)
     atomic_write(os.path.join(workdir, CV_MARKDOWN), lambda tmp: _write_text(tmp, markdown))

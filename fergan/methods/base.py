@@ -64,6 +64,8 @@ class Method:
     Constants:
       resume_keys: config keys whose change alters the checkpoint's shapes or meaning.
       progress_metrics: train metric name -> short label on the progress line.
+      resume_defaults: values of resume keys that runs written before the key existed had.
+      tsne_first: variants whose t-SNE panels stand first, side by side, in a CV's figure.
     """
 
     name: str
@@ -80,6 +82,8 @@ class Method:
     check_config: Callable[[ml_collections.ConfigDict], None] | None = None
     resume_keys: tuple[str, ...] = ()
     progress_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    resume_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tsne_first: tuple[str, ...] = ()
 
     @property
     def has_identity_network(self) -> bool:

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from fergan import methods
 from fergan.data import pipeline
 from fergan.evaluation import cv_metrics
 from fergan.experiments import cross_validate as cv
@@ -293,12 +294,13 @@ def test_verification_pairs_and_threshold():
 
 
 def test_tsne_order_puts_the_intra_class_pair_side_by_side():
-    assert cv.tsne_order(["FESR_JL", "FESR_JL-RDBP", "FESR_JL-IL"]) == [
+    first = methods.get("fesr").tsne_first
+    assert cv.tsne_order(["FESR_JL", "FESR_JL-RDBP", "FESR_JL-IL"], first) == [
         "FESR_JL-IL",
         "FESR_JL",
         "FESR_JL-RDBP",
     ]
-    assert cv.tsne_order(["FESR_JL", "FESR_JL-RDBP"]) == ["FESR_JL", "FESR_JL-RDBP"]
+    assert cv.tsne_order(["FESR_JL", "FESR_JL-RDBP"], first) == ["FESR_JL", "FESR_JL-RDBP"]
 
 
 def test_fold_config_shares_the_data_dir_and_checks_the_fold(tmp_path):

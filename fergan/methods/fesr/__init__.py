@@ -38,6 +38,9 @@ METHOD = methods.register(
             "model.lightcnn_classes",
             "recognizer.trunk",
         ),
+        resume_defaults={"recognizer.trunk": "frozen"},
+        # Fig. 9 compares the feature spaces without and with the intra-class loss.
+        tsne_first=("FESR_JL-IL", "FESR_JL"),
         progress_metrics={
             "stage": "stage",
             "loss/g_total": "G",
