@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from fergan.data import builders, folds, preprocess
+from fergan.data import builders, folds, heatmaps, preprocess
 from fergan.data.preprocess import to_float
 
 
@@ -161,14 +161,24 @@ class _WithIndex:
 
 
 class _TripletLoader:
-    """Global example index + training position -> one (x, y, x_pr, y_target) example."""
+    """Global example index + training position -> one (x, y, x_pr, y_target) example, with the
+    landmark heatmap `s` of x when `side` (flipped with x)."""
 
-    def __init__(self, source: IndexedSource, num_classes: int, batch: int, seed: int, flip: bool):
+    def __init__(
+        self,
+        source: IndexedSource,
+        num_classes: int,
+        batch: int,
+        seed: int,
+        flip: bool,
+        side: bool = False,
+    ):
         self.source = source
         self.num_classes = num_classes
         self.batch = batch
         self.seed = seed
         self.flip = flip
+        self.side = side
         self.by_class = [np.flatnonzero(source.labels == k) for k in range(num_classes)]
 
     def __call__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -185,11 +195,16 @@ class _TripletLoader:
             partner = pos
         offset = int(rng.integers(self.num_classes - 1))
         y_target = offset + (offset >= y)
-        x, x_pr = self.source.image(pos), self.source.image(partner)
+        row, x_pr = self.source[pos], self.source.image(partner)
+        x, landmarks = row["image"], row["landmarks"]
         if self.flip:
-            x = x[:, ::-1] if rng.random() < 0.5 else x
+            if rng.random() < 0.5:
+                x, landmarks = heatmaps.flip_face(x, landmarks)
             x_pr = x_pr[:, ::-1] if rng.random() < 0.5 else x_pr
-        return {
+        extra = {}
+        if self.side:
+            extra["s"] = heatmaps.landmark_heatmap(landmarks, x.shape[1], x.shape[-1])
+        return extra | {
             "x": to_float(x),
             "y": np.int32(y),
             "x_pr": to_float(x_pr),
@@ -206,6 +221,7 @@ def make_train_iterator(
     *,
     process_index: int = 0,
     process_count: int = 1,
+    side: bool = False,
 ) -> grain.DatasetIterator:
     """Infinite iterator over this process's share of each global training batch.
 
@@ -215,7 +231,8 @@ def make_train_iterator(
 
     Yields:
       dicts with `x` float32 [b, H, W, C] in [-1, 1], `y` int32 [b], `x_pr` float32 [b, H, W, C]
-      (same class as `y`), `y_target` int32 [b] (!= y); b = B / process_count.
+      (same class as `y`), `y_target` int32 [b] (!= y); b = B / process_count; with `side`,
+      also `s` float32 [b, H, W, C] in [-1, 1], the landmark heatmap of x (flipped with x).
     """
     batch = int(config.train.batch_size)
     if process_count < 1 or not 0 <= process_index < process_count:
@@ -228,7 +245,9 @@ def make_train_iterator(
     if len(datasets.train) == 0:
         raise ValueError(f"Fold {config.data.fold} of {datasets.name} has no training frames.")
     seed = int(config.seed)
-    loader = _TripletLoader(datasets.train, datasets.num_classes, batch, seed, config.data.flip)
+    loader = _TripletLoader(
+        datasets.train, datasets.num_classes, batch, seed, config.data.flip, side
+    )
     ds = grain.MapDataset.range(len(datasets.train)).shuffle(seed=seed % 2**32).repeat(None)
     ds = ds.map_with_index(_WithIndex())
     ds = ds[process_index::process_count]

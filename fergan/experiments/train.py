@@ -220,7 +220,9 @@ def train_and_evaluate(
             config.get("replica_batching", "auto"), jax.default_backend()
         ),
     )
-    iterator = replicas.make_iterator(config, setup.datasets)
+    iterator = replicas.make_iterator(
+        config, setup.datasets, side="side" in setup.method.batch_features
+    )
     host_state = setup.initial_state
     restored = setup.checkpoints.restore(host_state)
     if restored is not None:

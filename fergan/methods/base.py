@@ -64,6 +64,8 @@ class Method:
     Constants:
       resume_keys: config keys whose change alters the checkpoint's shapes or meaning.
       progress_metrics: train metric name -> short label on the progress line.
+      batch_features: optional training-batch features beyond x, x_pr, y, y_target: 'side' (the
+        landmark heatmap s of x, `fergan.data.heatmaps`).
       resume_defaults: values of resume keys that runs written before the key existed had.
       tsne_first: variants whose t-SNE panels stand first, side by side, in a CV's figure.
     """
@@ -83,6 +85,7 @@ class Method:
     resume_keys: tuple[str, ...] = ()
     progress_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)
     resume_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    batch_features: tuple[str, ...] = ()
     tsne_first: tuple[str, ...] = ()
 
     @property

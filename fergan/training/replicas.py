@@ -91,9 +91,14 @@ class ReplicaIterators:
             it.set_state(s)
 
 
-def make_iterator(config: ml_collections.ConfigDict, datasets):
-    """The run's training iterator: one stream, or one per replica (`replica_data`)."""
-    kwargs = {"process_index": jax.process_index(), "process_count": jax.process_count()}
+def make_iterator(config: ml_collections.ConfigDict, datasets, side: bool = False):
+    """The run's training iterator: one stream, or one per replica (`replica_data`); `side`
+    adds the landmark heatmap `s` of x to each example."""
+    kwargs = {
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "side": side,
+    }
     if config.num_replicas > 1 and config.replica_data == "per_replica":
         iterators = []
         for seed in replica_seeds(config):

@@ -137,3 +137,27 @@ def test_worker_processes_match_in_process(built):
     for a, b in zip(got, _take(pipeline.make_train_iterator(config, ds), 2), strict=True):
         np.testing.assert_array_equal(a["x"], b["x"])
         np.testing.assert_array_equal(a["y_target"], b["y_target"])
+
+
+def test_side_heatmaps_follow_their_faces_through_the_flip(tmp_path):
+    from fergan.data import heatmaps
+
+    config = small_config(num_subjects=4, num_folds=2, flip=True)
+    ds = pipeline.build_datasets(config, str(tmp_path))
+    train = pipeline.eval_arrays(ds, "train")
+    by_image = {x.tobytes(): lm for x, lm in zip(train["x"], train["landmarks"], strict=True)}
+    plain = _take(pipeline.make_train_iterator(config, ds), 3)
+    with_side = _take(pipeline.make_train_iterator(config, ds, side=True), 3)
+    flipped = 0
+    for a, b in zip(plain, with_side, strict=True):
+        assert "s" not in a and b["s"].shape == b["x"].shape  # [b, 32, 32, 1]
+        for key in a:  # The side image adds a key and changes nothing else.
+            np.testing.assert_array_equal(a[key], b[key])
+        for x, s in zip(b["x"], b["s"], strict=True):
+            if x.tobytes() in by_image:
+                landmarks = by_image[x.tobytes()]
+            else:  # A flipped face: its landmarks are the stored face's, mirrored.
+                flipped += 1
+                landmarks = heatmaps.flip_face(x[:, ::-1], by_image[x[:, ::-1].tobytes()])[1]
+            np.testing.assert_array_equal(s, heatmaps.landmark_heatmap(landmarks, 32, 1))
+    assert flipped > 0
