@@ -6,20 +6,12 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 
 from fergan.methods.fesr.networks import Networks
 from fergan.models import LightCNN29, to_lightcnn_input
+from fergan.training.optim import NetState, init_net
 
 PyTree = Any
-
-
-@flax.struct.dataclass
-class NetState:
-    """Parameters of one network and its own Adam state."""
-
-    params: PyTree
-    opt_state: PyTree
 
 
 @flax.struct.dataclass
@@ -39,15 +31,6 @@ class TrainState:
     dz: NetState
     r: NetState
     identity: PyTree
-
-
-def adam(b1: float, b2: float) -> optax.GradientTransformation:
-    """Adam without a learning rate: the step multiplies its update by the rate of iteration t.
-
-    The rate is applied by hand because the schedule (SPEC) is a function of the shared
-    iteration counter t, while optax's own count advances only on the updates a network makes:
-    R makes none in stage 1, and FESR_SL's FESGAN none in stage 2."""
-    return optax.scale_by_adam(b1=b1, b2=b2)
 
 
 def trunk_params(nets: Networks, identity: PyTree) -> PyTree:
@@ -81,10 +64,7 @@ def init_state(
     size, c = nets.image_size, nets.channels
     x = jnp.zeros((1, size, size, c), jnp.float32)
     k_g, k_dimg, k_dz, k_r, k_id, k_run = jax.random.split(jax.random.PRNGKey(seed), 6)
-    tx = adam(b1, b2)
-
-    def net(params):
-        return NetState(params=params, opt_state=tx.init(params))
+    net = lambda params: init_net(params, b1, b2)
 
     if identity_params is None:
         identity_params = nets.identity.init(

@@ -24,9 +24,7 @@ from fergan import losses
 from fergan.methods.fesr.hparams import StepHParams
 from fergan.methods.fesr.networks import Networks
 from fergan.methods.fesr.state import (
-    NetState,
     TrainState,
-    adam,
     r_head_params,
     r_trunk_params,
     recognizer_trunk,
@@ -34,6 +32,7 @@ from fergan.methods.fesr.state import (
 from fergan.methods.fesr.variants import Variant
 from fergan.models import LightCNN29, to_lightcnn_input
 from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_dim
+from fergan.training.optim import NetState, adam_step
 from fergan.types import Batch, Metrics, PyTree
 
 
@@ -97,12 +96,6 @@ def synthetic_labels(y: jax.Array, variant: Variant, num_classes: int) -> jax.Ar
 
 def _pmean(tree, axis_name: str | None):
     return tree if axis_name is None else lax.pmean(tree, axis_name)
-
-
-def _apply_adam(net: NetState, grads, lr: jax.Array, b1: float, b2: float) -> NetState:
-    updates, opt_state = adam(b1, b2).update(grads, net.opt_state, net.params)
-    params = jax.tree.map(lambda p, u: p - lr * u, net.params, updates)
-    return NetState(params=params, opt_state=opt_state)
 
 
 def _branch(hp: StepHParams, pred: jax.Array, taken: Callable, fallback: Callable, *operands):
@@ -213,7 +206,7 @@ class StepContext:
 
     def adam_update(self, net: NetState, grads) -> NetState:
         """Average gradients over devices, then one Adam step at this iteration's rate."""
-        return _apply_adam(net, _pmean(grads, self.axis_name), self.lr, self.hp.b1, self.hp.b2)
+        return adam_step(net, _pmean(grads, self.axis_name), self.lr, self.hp.b1, self.hp.b2)
 
     def r_trunk_real(self, r_params) -> tuple[jax.Array, jax.Array]:
         """R's trunk outputs on x and x_pr, [B, S/8, S/8, C] each. A frozen trunk does not

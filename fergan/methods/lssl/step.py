@@ -12,20 +12,14 @@ import dataclasses
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
 from fergan import losses as shared_losses
 from fergan.methods.lssl import losses
 from fergan.methods.lssl.model import LsslModel
 from fergan.methods.lssl.parser import parser_loss
+from fergan.training.optim import NetState, adam_step, init_net
 from fergan.types import Batch, Metrics, PyTree
-
-
-@flax.struct.dataclass
-class NetState:
-    params: PyTree
-    opt_state: PyTree
 
 
 @flax.struct.dataclass
@@ -40,21 +34,13 @@ class LsslState:
     parser: PyTree
 
 
-def _adam(hp) -> optax.GradientTransformation:
-    # The rate is applied by hand, at the iteration's t: D makes n_critic updates per iteration.
-    return optax.scale_by_adam(b1=hp.b1, b2=hp.b2)
-
-
 def init_state(model: LsslModel, seed: int, parser_params: PyTree | None = None) -> LsslState:
     """Fresh G and D from keys derived from `seed`; `parser_params` are the pretrained parser's."""
     size, c, k = model.image_size, model.channels, model.num_classes
     x = jnp.zeros((1, size, size, c))
     s = x if model.hp.variant.side else None
     k_g, k_d, k_p, k_run = jax.random.split(jax.random.PRNGKey(seed), 4)
-    tx = _adam(model.hp)
-
-    def net(params):
-        return NetState(params=params, opt_state=tx.init(params))
+    net = lambda params: init_net(params, model.hp.b1, model.hp.b2)
 
     g = model.generator.init(k_g, x, s, jnp.zeros((1, k)))["params"]
     d = model.discriminator.init(k_d, x, s)["params"]
@@ -105,10 +91,8 @@ class LsslContext:
         return self.batch["s"] if self.model.hp.variant.side else None
 
     def update(self, net: NetState, grads) -> NetState:
-        grads = _pmean(grads, self.axis_name)
-        updates, opt_state = _adam(self.model.hp).update(grads, net.opt_state, net.params)
-        params = jax.tree.map(lambda p, u: p - self.lr * u, net.params, updates)
-        return NetState(params=params, opt_state=opt_state)
+        hp = self.model.hp
+        return adam_step(net, _pmean(grads, self.axis_name), self.lr, hp.b1, hp.b2)
 
 
 def _context(model: LsslModel, state: LsslState, batch: Batch, axis_name) -> LsslContext:
