@@ -70,9 +70,18 @@ class LsslModel:
     discriminator: LsslDiscriminator
     parser: nn.Module | None
     hp: LsslHParams
-    image_size: int
-    channels: int
-    num_classes: int
+
+    @property
+    def image_size(self) -> int:
+        return self.generator.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.generator.channels
+
+    @property
+    def num_classes(self) -> int:
+        return self.generator.num_classes
 
     @property
     def total_steps(self) -> int:

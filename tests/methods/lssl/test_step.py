@@ -20,7 +20,7 @@ def tiny_model(variant="LSSL", n_critic=5) -> lssl_model.LsslModel:
     v = lssl_model.VARIANTS[variant]
     hp = lssl_model.LsslHParams(variant=v, total_steps=10, learning_rate=1e-3, n_critic=n_critic)
     g, d, p = lssl_model.build_networks(SIZE, 0.125, CHANNELS, K, v, FaceParser(width=4))
-    return lssl_model.LsslModel(g, d, p, hp, SIZE, CHANNELS, K)
+    return lssl_model.LsslModel(g, d, p, hp)
 
 
 def random_batch(seed=0) -> dict:
