@@ -122,6 +122,25 @@ def get_config() -> ml_collections.ConfigDict:
     config.judge.oracle_subjects = 150  # Rendered subjects, disjoint from the dataset's.
     config.judge.oracle_steps = 600  # Adam steps (batch 64) of the oracle classifier.
 
+    # Method 'lssl' (docs/methods.md): G and D of papers A/B, then a recognizer on real plus
+    # synthetic faces. Paper values unless marked as a decision.
+    config.lssl = ml_collections.ConfigDict()
+    config.lssl.epochs = 200.0  # Stage 1 (G and D) in epochs; decision (papers: decay after 100).
+    config.lssl.n_critic = 5  # D updates per G update.
+    config.lssl.lambda_gp = 10.0
+    config.lssl.lambda_cls = 1.0
+    config.lssl.lambda_id = 10.0
+    config.lssl.lambda_bi = 10.0
+    config.lssl.lambda_p = 10.0  # Parsing loss L_p (paper B).
+    config.lssl.cls_loss = "softmax"  # 'softmax' (decision: single-label) or 'bce' (the papers).
+    config.lssl.id_label = "target"  # L_id's label: 'target' (paper B) or 'source' (paper A).
+    # Stage 2: the synthetic pool's faces per class (paper B's table: 5000); it also sets the
+    # stage's length, ceil(P * K / batch) iterations, each with a batch of real faces beside.
+    config.lssl.synthetic_per_class = 5000
+    config.lssl.recognizer = "r"  # 'r' (fergan's R) or 'discriminator' (paper's D-shaped one).
+    config.lssl.recognizer_learning_rate = 1e-4  # Adam, decayed over stage 2's second half.
+    config.lssl.parser_weights = ""  # Face parser of L_p ('' = <workdir>/parser_weights, trained).
+
     config.determinism = ml_collections.ConfigDict()
     # Cap on the instruction set XLA:CPU compiles for (fergan.main sets it before JAX starts):
     # '' = this host's own, so CPU bits differ between CPUs; 'AVX2' = the same bits on every x86
@@ -130,10 +149,16 @@ def get_config() -> ml_collections.ConfigDict:
     return config
 
 
+# Variants that name their method (BASELINE, shared by every method, keeps the config's).
+METHOD_OF_VARIANT = {"LSSL": "lssl", "LSSL-P": "lssl", "LSSL-BI": "lssl", "LSSL-S": "lssl"}
+
+
 def with_variant(
     config: ml_collections.ConfigDict, variant: str | None
 ) -> ml_collections.ConfigDict:
-    """Apply a variant given as the config argument (`configs/<name>.py:FESR_JL-RDBP`)."""
+    """Apply a variant given as the config argument (`configs/<name>.py:FESR_JL-RDBP`,
+    `configs/<name>.py:LSSL`); a method's own variant selects that method."""
     if variant:
         config.variant = variant
+        config.method = METHOD_OF_VARIANT.get(variant, config.method)
     return config

@@ -9,7 +9,9 @@ import numpy as np
 PyTree = Any
 Batch = dict[str, jax.Array]  # One (per-device) batch of named arrays.
 Metrics = dict[str, jax.Array]  # Scalar metrics of one iteration.
-# (faces x [N, S, S, c] in [-1, 1], target labels [N], intensities [N]) -> rendered faces like x.
-Editor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# editor(faces x [N, S, S, c] in [-1, 1], target labels [N], intensities [N], landmarks=[N, 68, 2]
+# (x, y) pixels of x, NaN where unknown) -> rendered faces like x. Callers always pass the
+# landmarks (a method whose generator reads a landmark side image needs them); others ignore them.
+Editor = Callable[..., np.ndarray]
 # Faces [N, S, S, c] in [-1, 1] -> identity features [N, D].
 FeatureFn = Callable[[np.ndarray], np.ndarray]

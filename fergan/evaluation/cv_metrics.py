@@ -35,12 +35,20 @@ def recognition_metrics(labels: np.ndarray, preds: np.ndarray, num_classes: int)
     }
 
 
-def render_all(editor: Editor, x: np.ndarray, num_classes: int, intensity: float = 1.0):
-    """Every face re-rendered with every expression: [N, S, S, c] -> [N, K, S, S, c]."""
+def render_all(
+    editor: Editor,
+    x: np.ndarray,
+    num_classes: int,
+    intensity: float = 1.0,
+    landmarks: np.ndarray | None = None,
+):
+    """Every face re-rendered with every expression: [N, S, S, c] -> [N, K, S, S, c];
+    `landmarks` [N, 68, 2] of x go to the editor."""
     n = len(x)
     labels = np.tile(np.arange(num_classes, dtype=np.int32), n)
     faces = np.repeat(x, num_classes, axis=0)
-    out = editor(faces, labels, np.full(n * num_classes, intensity, np.float32))
+    marks = None if landmarks is None else np.repeat(landmarks, num_classes, axis=0)
+    out = editor(faces, labels, np.full(n * num_classes, intensity, np.float32), landmarks=marks)
     return out.reshape(n, num_classes, *x.shape[1:])
 
 

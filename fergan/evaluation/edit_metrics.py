@@ -27,6 +27,11 @@ def _classes(num_classes: int, classes: Sequence[int] | None) -> np.ndarray:
     return np.arange(num_classes) if classes is None else np.asarray(classes, np.int64)
 
 
+def _rows(landmarks: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
+    """The landmarks of the faces x[index] (None stays None: the editor ignores them)."""
+    return None if landmarks is None else np.asarray(landmarks)[index]
+
+
 def _decide(probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Judge's class [N] among `classes` only (others can never be chosen)."""
     return classes[np.argmax(probs[:, classes], axis=-1)]
@@ -63,6 +68,7 @@ def edit_accuracy(
     y: np.ndarray,
     num_classes: int,
     classes: Sequence[int] | None = None,
+    landmarks: np.ndarray | None = None,
 ) -> float | None:
     """Fraction of edits G(x_i, b) at intensity 1 that the judge labels b, over every face i and
     every judged target b other than its own class.
@@ -74,7 +80,7 @@ def edit_accuracy(
     src, tgt = edit_pairs(np.asarray(y), classes)
     if len(src) == 0:
         return None
-    edits = editor(x[src], tgt, np.ones(len(src), np.float32))
+    edits = editor(x[src], tgt, np.ones(len(src), np.float32), landmarks=_rows(landmarks, src))
     return float(np.mean(_decide(judge(edits), classes) == tgt))
 
 
@@ -84,14 +90,15 @@ def intensity_response(
     x: np.ndarray,
     classes: Sequence[int],
     intensities: Sequence[float] = INTENSITIES,
+    landmarks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Judge's probability of class b for G(x_i, b, a): [N, B, A] over faces, `classes`, and
-    `intensities`."""
+    `intensities`; `landmarks` [N, 68, 2] of x go to the editor."""
     classes, a = np.asarray(classes, np.int64), np.asarray(intensities, np.float32)
     n, nb, na = len(x), len(classes), len(a)
     src = np.repeat(np.arange(n), nb * na)
     tgt = np.tile(np.repeat(classes, na), n)
-    probs = judge(editor(x[src], tgt, np.tile(a, n * nb)))
+    probs = judge(editor(x[src], tgt, np.tile(a, n * nb), landmarks=_rows(landmarks, src)))
     return probs[np.arange(len(src)), tgt].reshape(n, nb, na)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "plot_training_curves",
     "plot_tsne",
     "results_table_markdown",
+    "sample_indices",
     "save_png",
     "to_uint8",
 ]
@@ -171,6 +172,13 @@ def _plot_tile_grid(
 # ---------------------------------------------------------------------------------------------
 # Synthesis figures (Figs. 4-7)
 # ---------------------------------------------------------------------------------------------
+
+
+def sample_indices(y: np.ndarray, num_classes: int, limit: int = 8) -> np.ndarray:
+    """Indices of the faces a sample figure shows: the first face of each class present, at most
+    `limit` (the first face when none), so the rows show different inputs."""
+    picks = [int(np.flatnonzero(y == c)[0]) for c in range(num_classes) if np.any(y == c)]
+    return np.asarray(picks[:limit] or [0])
 
 
 def plot_expression_grid(

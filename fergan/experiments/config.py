@@ -13,9 +13,13 @@ def resolve_config(
     """The run's config, resolved once and frozen: references resolved and, for a mode that
     trains or renders with `identity.pretrain` (and a method with an identity network),
     `identity.weights` set to the pretrained network (trained first when
-    `<workdir>/identity_weights` is missing)."""
+    `<workdir>/identity_weights` is missing); for a mode that builds a model, the method's own
+    pretrained files (`Method.prepare`)."""
     config = editable_copy(config)
-    pretrain = config.identity.pretrain and methods.of(config).has_identity_network
+    method = methods.of(config)
+    pretrain = config.identity.pretrain and method.has_identity_network
     if mode in ("train", "synthesize") and pretrain and not config.identity.weights:
         config.identity.weights = ensure_weights(config, workdir)
+    if mode in ("train", "synthesize", "evaluate") and method.prepare:
+        method.prepare(config, workdir)
     return frozen(config)

@@ -76,16 +76,20 @@ def fold_config(
     return cfg
 
 
-def _threshold_faces(datasets: pipeline.Datasets, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _threshold_faces(
+    datasets: pipeline.Datasets, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Peak frames of the training subjects (at most MAX_THRESHOLD_FACES): x [M, S, S, c] in
-    [-1, 1] and subject ids [M]."""
+    [-1, 1], subject ids [M] and landmarks [M, 68, 2]."""
     src = datasets.train
     idx = np.flatnonzero(src.is_peak)
     if len(idx) > MAX_THRESHOLD_FACES:
         rng = np.random.default_rng([seed, 0x7E5])
         idx = np.sort(rng.choice(idx, MAX_THRESHOLD_FACES, replace=False))
-    x = to_float(np.stack([src.image(int(i)) for i in idx]))
-    return x, src.subjects[idx]
+    rows = [src[int(i)] for i in idx]
+    x = to_float(np.stack([r["image"] for r in rows]))
+    landmarks = np.stack([r["landmarks"] for r in rows]).astype(np.float32)
+    return x, src.subjects[idx], landmarks
 
 
 def _plot_curves(fdir: str) -> bool:
@@ -133,18 +137,18 @@ def evaluate_fold(config: ml_collections.ConfigDict, fdir: str) -> dict:
             "synthesis": None,
             "verification": None,
             # edit_accuracy, judge_accuracy_real, intensity_*, linear_probe_accuracy, judge.
-            "judge": setup.judging.metrics(editor, test),
+            "judge": setup.judging.metrics(editor, test, method.edits_intensity),
         }
         features = {"real_features": out["feature"], "real_labels": test["y"]}
         if editor is not None:
-            renders = cv_metrics.render_all(editor, test["x"], k)
+            renders = cv_metrics.render_all(editor, test["x"], k, landmarks=test["landmarks"])
             result["synthesis"] = cv_metrics.synthesis_metrics(
                 renders, test["x"], test["y"], test["subject"]
             )
         if editor is not None and method.identity_features:
             identity = method.identity_features(model, state)
-            train_x, train_subjects = _threshold_faces(datasets, seed)
-            train_renders = cv_metrics.render_all(editor, train_x, k)
+            train_x, train_subjects, train_marks = _threshold_faces(datasets, seed)
+            train_renders = cv_metrics.render_all(editor, train_x, k, landmarks=train_marks)
             result["verification"] = cv_metrics.verification_metrics(
                 cv_metrics.identity_split(identity, train_x, train_subjects, train_renders),
                 cv_metrics.identity_split(identity, test["x"], test["subject"], renders),
@@ -201,6 +205,8 @@ def run_fold(
     has_identity = methods.of(cfg).has_identity_network
     if has_identity and cfg.identity.pretrain and not cfg.identity.weights:
         cfg.identity.weights = ensure_weights(cfg, identity_dir(workdir, fold))
+    if methods.of(cfg).prepare:  # Shared by the folds and variants (nothing fold-specific).
+        methods.of(cfg).prepare(cfg, workdir)
     summary_path = os.path.join(fdir, "summary.json")
     if not os.path.exists(summary_path):
         logging.info("CV %s fold %d: training in %s.", variant, fold, fdir)

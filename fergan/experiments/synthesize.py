@@ -23,12 +23,15 @@ def input_files(path: str) -> list[str]:
     raise FileNotFoundError(f"--input={path} does not exist.")
 
 
-def load_face(path: str, size: int, channels: int, aligner: align.Aligner) -> np.ndarray:
-    """One image file -> [size, size, c] float32 in [-1, 1], aligned as the training data was;
-    DataError names a bad file."""
+def load_face(
+    path: str, size: int, channels: int, aligner: align.Aligner
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image file -> ([size, size, c] float32 in [-1, 1], aligned as the training data was,
+    its landmarks [68, 2] in output pixels, NaN without a detector); DataError names a bad
+    file."""
     image = preprocess.decode_image(path)
-    [(face, _)] = align.align_sequence(aligner, [image], [""], size)
-    return preprocess.to_float(preprocess.to_channels(face, channels))
+    [(face, landmarks)] = align.align_sequence(aligner, [image], [""], size)
+    return preprocess.to_float(preprocess.to_channels(face, channels)), landmarks
 
 
 def class_index(expression: str, class_names) -> int:
@@ -41,25 +44,32 @@ def class_index(expression: str, class_names) -> int:
 
 
 def render_faces(
-    editor: Editor, face: np.ndarray, num_classes: int, expression: int | None, intensities
+    editor: Editor,
+    face: np.ndarray,
+    num_classes: int,
+    expression: int | None,
+    intensities,
+    landmarks: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One face [S, S, c] rendered with every class at apex -> [1, K, S, S, c], or with class
-    `expression` at each intensity -> [1, A, S, S, c]."""
+    """One face [S, S, c] (landmarks [68, 2]) rendered with every class at apex ->
+    [1, K, S, S, c], or with class `expression` at each intensity -> [1, A, S, S, c]."""
     if expression is None:
         labels = np.arange(num_classes, dtype=np.int32)
         amounts = np.ones(num_classes, np.float32)
     else:
         amounts = np.asarray(intensities, np.float32)
         labels = np.full(len(amounts), expression, np.int32)
-    return editor(np.repeat(face[None], len(labels), axis=0), labels, amounts)[None]
+    n = len(labels)
+    marks = None if landmarks is None else np.repeat(np.asarray(landmarks)[None], n, axis=0)
+    return editor(np.repeat(face[None], n, axis=0), labels, amounts, landmarks=marks)[None]
 
 
 def _write_one(
-    editor: Editor, face, stem: str, class_names, output: str, expression, intensities
+    editor: Editor, face, landmarks, stem: str, class_names, output: str, expression, intensities
 ) -> list[str]:
     """The overview grid and one PNG per rendered face of one input; returns the paths."""
     k = len(class_names)
-    out = render_faces(editor, face, k, expression, intensities)
+    out = render_faces(editor, face, k, expression, intensities, landmarks)
     if expression is None:
         tiles = {class_names[c]: out[0, c] for c in range(k)}
         grid_path = os.path.join(output, f"{stem}_expressions.png")
@@ -94,12 +104,14 @@ def synthesize_files(
     """
     aligner = aligner or align.Aligner(mode="none", source="")
     logging.info("%s", aligner.describe())
-    faces = np.stack([load_face(f, image_size, channels, aligner) for f in files])
+    loaded = [load_face(f, image_size, channels, aligner) for f in files]
     target = None if expression is None else class_index(expression, class_names)
     os.makedirs(output, exist_ok=True)
     written = []
-    for path, face in zip(files, faces, strict=True):
+    for path, (face, landmarks) in zip(files, loaded, strict=True):
         stem = os.path.splitext(os.path.basename(path))[0]
-        written += _write_one(editor, face, stem, class_names, output, target, intensities)
+        written += _write_one(
+            editor, face, landmarks, stem, class_names, output, target, intensities
+        )
     logging.info("Wrote %d images to %s", len(written), output)
     return written

@@ -112,7 +112,7 @@ def _evaluate_and_report(setup: Setup, state, arrays, writer, step, samples_dir)
     else:
         metrics, _ = setup.held_out(state, arrays)
         scalars = {f"eval/{k}": v for k, v in metrics.items()}
-    judged = setup.judging.metrics(setup.editor(state), arrays)
+    judged = setup.judging.metrics(setup.editor(state), arrays, setup.method.edits_intensity)
     metrics.update(judged)
     scalars.update({f"eval/{k}": v for k, v in judged.items() if isinstance(v, float)})
     writer.write_scalars(step, scalars)
@@ -142,9 +142,10 @@ def eval_line(step: int, total: int, metrics: dict, num_classes: int) -> str:
     if metrics.get("edit_accuracy") is not None:
         parts.append(
             f"judge: edits {100 * metrics['edit_accuracy']:.1f}% of "
-            f"{100 * metrics['judge_accuracy_real']:.1f}% on real faces, intensity rho "
-            f"{metrics['intensity_spearman']:.2f}"
+            f"{100 * metrics['judge_accuracy_real']:.1f}% on real faces"
         )
+    if metrics.get("intensity_spearman") is not None:
+        parts.append(f"intensity rho {metrics['intensity_spearman']:.2f}")
     return f"eval step {step}/{total}: " + ", ".join(parts)
 
 

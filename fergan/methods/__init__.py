@@ -9,7 +9,7 @@ import importlib
 from fergan.methods.base import Method
 
 # Built-in methods: name -> module whose import registers it.
-BUILT_IN = {"fesr": "fergan.methods.fesr"}
+BUILT_IN = {"fesr": "fergan.methods.fesr", "lssl": "fergan.methods.lssl"}
 
 _REGISTRY: dict[str, Method] = {}
 

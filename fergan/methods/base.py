@@ -61,6 +61,9 @@ class Method:
       write_samples(model, state, test, class_names, folder, seed) -> {name: image grid}: the
         method's sample figures, written into `folder`.
       check_config(config): method keys that can be checked before anything is built.
+      prepare(config, folder): sets the config keys naming pretrained files the method needs
+        besides the identity network (trained into `folder` first when missing); `config` is an
+        editable copy, resolved before the run (or a CV fold) starts.
     Constants:
       resume_keys: config keys whose change alters the checkpoint's shapes or meaning.
       progress_metrics: train metric name -> short label on the progress line.
@@ -68,6 +71,8 @@ class Method:
         landmark heatmap s of x, `fergan.data.heatmaps`).
       resume_defaults: values of resume keys that runs written before the key existed had.
       tsne_first: variants whose t-SNE panels stand first, side by side, in a CV's figure.
+      edits_intensity: whether the editor honours its intensities (else the intensity metrics
+        are not computed).
     """
 
     name: str
@@ -82,11 +87,13 @@ class Method:
     identity_features: Callable[[Any, PyTree], FeatureFn] | None = None
     write_samples: Callable[..., dict[str, np.ndarray]] | None = None
     check_config: Callable[[ml_collections.ConfigDict], None] | None = None
+    prepare: Callable[[ml_collections.ConfigDict, str], None] | None = None
     resume_keys: tuple[str, ...] = ()
     progress_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)
     resume_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     batch_features: tuple[str, ...] = ()
     tsne_first: tuple[str, ...] = ()
+    edits_intensity: bool = True
 
     @property
     def has_identity_network(self) -> bool:

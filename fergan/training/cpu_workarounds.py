@@ -5,6 +5,12 @@ other CPU workaround, the custom-VJP strided convolutions, lives with the layers
 `fergan.models.layers.conv4s2`.)
 """
 
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
 
 def resolve_for_platform(key: str, value: str, on_cpu: str, elsewhere: str, platform: str) -> str:
     """A config choice among ('auto', on_cpu, elsewhere): 'auto' picks by backend platform."""
@@ -22,6 +28,15 @@ def gate_by_select(gating: str, platform: str) -> bool:
     """Resolve `train.gating` ('auto', 'select', 'cond') for a platform ('cpu', 'gpu', 'tpu'):
     True = compute both branches and keep one with jnp.where."""
     return resolve_for_platform("train.gating", gating, "select", "cond", platform) == "select"
+
+
+def branch(by_select: bool, pred, taken: Callable, fallback: Callable, *operands):
+    """`taken(*operands)` if pred else `fallback(*operands)`, decided on device: lax.cond runs
+    one branch; `by_select` (see `gate_by_select`) runs both and keeps one with jnp.where."""
+    if by_select:
+        chosen, other = taken(*operands), fallback(*operands)
+        return jax.tree.map(lambda a, b: jnp.where(pred, a, b), chosen, other)
+    return lax.cond(pred, taken, fallback, *operands)
 
 
 # CPU only, measured: vmap over per-replica kernels makes grouped convolutions, ~3.5x slower on

@@ -303,11 +303,15 @@ def test_synthesize_inputs_are_aligned_like_the_training_data(tmp_path, monkeypa
     image, points = _face(identity, None, 96)
     path = str(tmp_path / "face.png")
     assert cv2.imwrite(path, image)
-    plain = synthesize.load_face(path, 32, 1, align.Aligner(mode="none", source=""))
+    plain, unknown = synthesize.load_face(path, 32, 1, align.Aligner(mode="none", source=""))
+    assert np.isnan(unknown).all()  # No detector: no landmarks.
     centre = preprocess.to_channels(preprocess.crop_and_resize(image, 32), 1)
     np.testing.assert_array_equal(plain, preprocess.to_float(centre))
     # With landmarks (here from a stub predictor returning the true points) the input is aligned.
     monkeypatch.setattr(align, "sequence_landmarks", lambda *_: [points])
-    aligned = synthesize.load_face(path, 32, 1, align.Aligner(mode="landmarks", source="dlib"))
+    aligned, marks = synthesize.load_face(
+        path, 32, 1, align.Aligner(mode="landmarks", source="dlib")
+    )
+    assert marks.shape == (68, 2) and np.isfinite(marks).all()
     expected = preprocess.to_float(_aligned(image, points, 32).round().astype(np.uint8))
     np.testing.assert_allclose(aligned[..., 0], expected, atol=1e-6)

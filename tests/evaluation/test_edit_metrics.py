@@ -28,7 +28,7 @@ def _judge(images):
     return 0.1 / K + 0.9 * np.eye(K)[pred]
 
 
-def _true_face_editor(x, labels, intensities):
+def _true_face_editor(x, labels, intensities, landmarks=None):
     """The subject's real face with the target class."""
     del intensities
     faces, y, s = _faces()
@@ -47,7 +47,7 @@ def test_true_face_editor_scores_the_real_judge_accuracy():
 def test_unchanged_input_scores_the_judge_error_spread_over_the_other_classes():
     x, y, _ = _faces()
     real = edit_metrics.judge_accuracy_real(_judge, x, y)
-    unchanged = edit_metrics.edit_accuracy(lambda x, b, a: x, _judge, x, y, K)
+    unchanged = edit_metrics.edit_accuracy(lambda x, b, a, landmarks=None: x, _judge, x, y, K)
     assert unchanged == pytest.approx((1 - real) / (K - 1))
 
 
@@ -63,7 +63,7 @@ def test_excluded_classes_are_neither_targets_nor_judged_faces():
     )
 
 
-def _intensity_editor(x, labels, intensities):
+def _intensity_editor(x, labels, intensities, landmarks=None):
     """Image = (target, intensity): a judge reading them gives p_target = intensity."""
     out = np.zeros_like(x)
     out[:, 0, 0, 0], out[:, 0, 1, 0] = labels, intensities

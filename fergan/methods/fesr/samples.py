@@ -13,13 +13,6 @@ from fergan.methods.fesr.state import TrainState
 SWEEP_INTENSITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def _inputs(test: dict, num_classes: int) -> np.ndarray:
-    """One face per class (or the first faces), at most 8, so the grid shows different inputs."""
-    y = test["y"]
-    picks = [int(np.flatnonzero(y == c)[0]) for c in range(num_classes) if np.any(y == c)]
-    return test["x"][np.asarray(picks[:8] or [0])]
-
-
 def write_samples(
     model: FesrModel, state: TrainState, test: dict, class_names, folder: str, seed: int
 ) -> dict[str, np.ndarray]:
@@ -31,7 +24,7 @@ def write_samples(
     os.makedirs(folder, exist_ok=True)
     nets = model.nets
     k, off, g = nets.num_classes, nets.inference_off_value, state.g.params
-    inputs = _inputs(test, k)
+    inputs = test["x"][figures.sample_indices(test["y"], k)]
     grid = np.asarray(rendering.render_expressions(nets.generator, g, inputs, k, off_value=off))
     sweep = np.asarray(
         rendering.intensity_sweep(

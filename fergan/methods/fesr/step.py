@@ -32,6 +32,7 @@ from fergan.methods.fesr.state import (
 from fergan.methods.fesr.variants import Variant
 from fergan.models import LightCNN29, to_lightcnn_input
 from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_dim
+from fergan.training import cpu_workarounds
 from fergan.training.optim import NetState, adam_step
 from fergan.types import Batch, Metrics, PyTree
 
@@ -99,15 +100,9 @@ def _pmean(tree, axis_name: str | None):
 
 
 def _branch(hp: StepHParams, pred: jax.Array, taken: Callable, fallback: Callable, *operands):
-    """`taken(*operands)` if pred else `fallback(*operands)`, decided on device.
-
-    lax.cond runs one branch; with `hp.gate_by_select` both run and jnp.where keeps one (the
-    faster form on CPU, see `hparams.gate_by_select`). The fallbacks here are all cheap.
-    """
-    if hp.gate_by_select:
-        chosen, other = taken(*operands), fallback(*operands)
-        return jax.tree.map(lambda a, b: jnp.where(pred, a, b), chosen, other)
-    return lax.cond(pred, taken, fallback, *operands)
+    """`taken(*operands)` if pred else `fallback(*operands)`, by `hp.gate_by_select` (both run,
+    the faster form on CPU, `hparams.gate_by_select`); the fallbacks here are all cheap."""
+    return cpu_workarounds.branch(hp.gate_by_select, pred, taken, fallback, *operands)
 
 
 def _gated(

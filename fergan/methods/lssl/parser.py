@@ -350,22 +350,57 @@ def part_iou(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> np.
 
 def save_parser(path: str, params: PyTree, info: dict) -> None:
     """Orbax parameters at `path` (replacing any) and `<path>.json` with `info` (which must hold
-    'width' and 'num_classes' for `load_parser`), written atomically by process 0."""
+    'width' and 'num_classes' for `load_parser`), written atomically by process 0. The JSON
+    goes last and any older one first, so it marks a finished save."""
+    if jax.process_index() == 0 and os.path.exists(path + ".json"):
+        os.remove(path + ".json")
     with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckpt:
         ckpt.save(path, args=ocp.args.StandardSave(params), force=True)
     if jax.process_index() == 0:
         write_json(path + ".json", info)
 
 
+def parser_info(path: str) -> dict:
+    """The `<path>.json` that `pretrain_parser` writes last (so its presence marks a finished
+    save); FileNotFoundError names it."""
+    info_path = os.path.abspath(os.path.expanduser(path)) + ".json"
+    if not os.path.isfile(info_path):
+        raise FileNotFoundError(f"lssl.parser_weights: no finished face parser at {info_path}")
+    with open(info_path) as f:
+        return json.load(f)
+
+
+def parser_module(path: str) -> FaceParser:
+    """The FaceParser whose weights `pretrain_parser` wrote at `path` (no weights read)."""
+    info = parser_info(path)
+    return FaceParser(width=int(info["width"]), num_classes=int(info["num_classes"]))
+
+
 def load_parser(path: str) -> tuple[FaceParser, PyTree]:
     """(FaceParser, params as float32 numpy) of weights written by `pretrain_parser`."""
-    path = os.path.abspath(os.path.expanduser(path))
-    with open(path + ".json") as f:
-        info = json.load(f)
+    model = parser_module(path)
     with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckpt:
-        params = ckpt.restore(path)
-    model = FaceParser(width=int(info["width"]), num_classes=int(info["num_classes"]))
+        params = ckpt.restore(os.path.abspath(os.path.expanduser(path)))
     return model, jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+
+
+def ensure_parser(config: ml_collections.ConfigDict, folder: str) -> str:
+    """The absolute path of the face parser a run in `folder` uses: `lssl.parser_weights` when
+    set, else `<folder>/parser_weights`, pretrained first (`pretrain_parser`) when no finished
+    save is there. A save for another image size or channel count is an error naming it."""
+    given = config.lssl.parser_weights
+    path = os.path.abspath(os.path.expanduser(given or os.path.join(folder, WEIGHTS_DIRNAME)))
+    if not given and not os.path.isfile(path + ".json"):
+        console.say(f"lssl: training the face parser of L_p into {path}")
+        pretrain_parser(config, folder)
+    info = parser_info(path)
+    want = (int(config.model.image_size), int(config.model.channels))
+    if (int(info["image_size"]), int(info["channels"])) != want:
+        raise ValueError(
+            f"lssl.parser_weights={path} was trained at {info['image_size']} px with "
+            f"{info['channels']} channel(s); this run has {want[0]} px and {want[1]}"
+        )
+    return path
 
 
 # --- entry point -----------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""LSSL's training iteration as a pure per-device function: `n_critic` D updates, then one G
-update (A Sec. IV: 5 D updates per G update), each on this device's share of the batch.
+"""LSSL's training iteration as a pure per-device function. Stage 1: `n_critic` D updates, then
+one G update (A Sec. IV: 5 D updates per G update). Stage 2: one recognizer update on the real
+faces and on G's renders of them with their target classes (the synthetic pool, model.py).
+Each update works on this device's share of the batch.
 
 Batch: x [B, S, S, c] in [-1, 1], s [B, S, S, c] the landmark heatmap of x (variants with a
 side image), y and y_target [B] int32 (y_target != y), optional slot [B] int32. Every random
@@ -17,41 +19,67 @@ from jax import lax
 from fergan import losses as shared_losses
 from fergan.methods.lssl import losses
 from fergan.methods.lssl.model import LsslModel
-from fergan.methods.lssl.parser import parser_loss
+from fergan.methods.lssl.parser import load_parser, parser_loss
+from fergan.models import LightCNN29, to_lightcnn_input
+from fergan.models.recognizer import DROPOUT_RATE, rext_feature_dim
+from fergan.training import cpu_workarounds
 from fergan.training.optim import NetState, adam_step, init_net
 from fergan.types import Batch, Metrics, PyTree
 
 
 @flax.struct.dataclass
 class LsslState:
-    """G and D with their Adam states, the frozen parser's parameters (None without L_p), the
-    step and the base key (iteration t uses fold_in(rng, t))."""
+    """G and D with their Adam states (None for BASELINE), the recognizer with its Adam state,
+    the frozen parser's parameters (None without L_p) and LightCNN-29's (`identity`), the step
+    and the base key (iteration t uses fold_in(rng, t))."""
 
     step: jax.Array
     rng: jax.Array
-    g: NetState
-    d: NetState
+    g: NetState | None
+    d: NetState | None
+    r: NetState
     parser: PyTree
+    identity: PyTree
 
 
-def init_state(model: LsslModel, seed: int, parser_params: PyTree | None = None) -> LsslState:
-    """Fresh G and D from keys derived from `seed`; `parser_params` are the pretrained parser's."""
+def init_state(
+    model: LsslModel,
+    seed: int,
+    identity_params: PyTree | None = None,
+    parser_params: PyTree | None = None,
+) -> LsslState:
+    """Fresh G, D and recognizer from keys derived from `seed`. `identity_params`: the pretrained
+    LightCNN-29 (None: drawn, untrained); `parser_params`: the parser's (None: read from
+    `model.parser_weights`, or drawn when that is empty, as tests do)."""
     size, c, k = model.image_size, model.channels, model.num_classes
     x = jnp.zeros((1, size, size, c))
     s = x if model.hp.variant.side else None
-    k_g, k_d, k_p, k_run = jax.random.split(jax.random.PRNGKey(seed), 4)
+    k_g, k_d, k_p, k_r, k_id, k_run = jax.random.split(jax.random.PRNGKey(seed), 6)
     net = lambda params: init_net(params, model.hp.b1, model.hp.b2)
 
-    g = model.generator.init(k_g, x, s, jnp.zeros((1, k)))["params"]
-    d = model.discriminator.init(k_d, x, s)["params"]
+    grey = jnp.zeros((1, size, size, 1))
+    if identity_params is None:
+        identity_params = model.identity.init(k_id, grey, method=LightCNN29.features)["params"]
+    if model.recognizer_on_trunk:
+        trunk = model.identity.apply({"params": identity_params}, grey, method=LightCNN29.trunk)
+        r = model.recognizer.init(k_r, trunk)["params"]
+    else:
+        r = model.recognizer.init(k_r, x)["params"]
     if model.parser is not None and parser_params is None:
-        parser_params = model.parser.init(k_p, x)["params"]
+        parser_params = (
+            load_parser(model.parser_weights)[1]
+            if model.parser_weights
+            else model.parser.init(k_p, x)["params"]
+        )
+    gan = model.hp.variant.gan
     return LsslState(
         step=jnp.zeros((), jnp.int32),
         rng=k_run,
-        g=net(g),
-        d=net(d),
+        g=net(model.generator.init(k_g, x, s, jnp.zeros((1, k)))["params"]) if gan else None,
+        d=net(model.discriminator.init(k_d, x, s)["params"]) if gan else None,
+        r=net(r),
         parser=parser_params if model.parser is not None else None,
+        identity=identity_params,
     )
 
 
@@ -187,12 +215,109 @@ def g_update(ctx: LsslContext, state: LsslState) -> tuple[LsslState, Metrics]:
     return state.replace(g=ctx.update(state.g, grads)), metrics
 
 
-def train_step(
-    model: LsslModel, state: LsslState, batch: Batch, axis_name: str | None = None
+def recognize(
+    model: LsslModel, state: LsslState, r_params, x: jax.Array, keep: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """(feature [B, F], logits [B, K]) of the recognizer on faces x [B, S, S, c] in [-1, 1].
+    R reads the frozen LightCNN trunk and drops features with the per-sample `keep` mask [B, F]
+    (None: evaluation); the D-shaped classifier's feature is its logits."""
+    if not model.recognizer_on_trunk:
+        _, logits = model.recognizer.apply({"params": r_params}, x)
+        return logits, logits
+    trunk = model.identity.apply(
+        {"params": state.identity}, to_lightcnn_input(x), method=LightCNN29.trunk
+    )
+    return model.recognizer.apply({"params": r_params}, lax.stop_gradient(trunk), keep)
+
+
+def keep_masks(key: jax.Array, indices: jax.Array, width: float, copies: int) -> jax.Array:
+    """Rcls dropout keep-masks [copies, B, F], sample i's from fold_in(key, index_i)."""
+    shape = (copies, rext_feature_dim(width))
+    draw = lambda index: jax.random.bernoulli(
+        jax.random.fold_in(key, index), 1.0 - DROPOUT_RATE, shape
+    )
+    return jnp.swapaxes(jax.vmap(draw)(indices), 0, 1).astype(jnp.float32)
+
+
+def recognizer_update(
+    model: LsslModel, state: LsslState, batch: Batch, axis_name
 ) -> tuple[LsslState, Metrics]:
-    """One iteration: D updates, then the G update; metrics averaged over devices."""
+    """One recognizer update on the real faces and, with a generator, on G(x, s, y_target) (the
+    synthetic pool, G frozen): the mean softmax cross-entropy over both."""
+    hp, v = model.hp, model.hp.variant
+    x, y = batch["x"], batch["y"]
+    faces, labels = [x], [y]
+    if v.gan:
+        code = jax.nn.one_hot(batch["y_target"], model.num_classes)
+        side = batch["s"] if v.side else None
+        fake, _ = model.generator.apply({"params": state.g.params}, x, side, code)
+        faces.append(lax.stop_gradient(fake))
+        labels.append(batch["y_target"])
+    key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 0x5EC)
+    keep = None
+    if model.recognizer_on_trunk:
+        masks = keep_masks(key, _sample_indices(batch, axis_name), model.identity.width, len(faces))
+        keep = masks.reshape(-1, masks.shape[-1])
+    faces, labels = jnp.concatenate(faces), jnp.concatenate(labels)
+
+    def objective(r_params):
+        _, logits = recognize(model, state, r_params, faces, keep)
+        loss = shared_losses.classification_loss(logits, labels)
+        b = x.shape[0]
+        metrics = {"loss/r_cls": loss, "acc/r_real": shared_losses.accuracy(logits[:b], y)}
+        if v.gan:
+            synthetic = shared_losses.accuracy(logits[b:], batch["y_target"])
+            metrics["acc/r_synthetic"] = synthetic
+        return loss, metrics
+
+    grads, metrics = jax.grad(objective, has_aux=True)(state.r.params)
+    lr = hp.recognizer_rate_at(state.step)
+    r = adam_step(state.r, _pmean(grads, axis_name), lr, hp.b1, hp.b2)
+    return state.replace(r=r), metrics | {"lr": lr}
+
+
+def gan_update(
+    model: LsslModel, state: LsslState, batch: Batch, axis_name
+) -> tuple[LsslState, Metrics]:
+    """Stage 1: the D updates, then the G update."""
     ctx = _context(model, state, batch, axis_name)
     state, d_metrics = d_update(ctx, state)
     state, g_metrics = g_update(ctx, state)
-    metrics = d_metrics | g_metrics | {"lr": ctx.lr}
+    return state, d_metrics | g_metrics | {"lr": ctx.lr}
+
+
+def _with_keys_of(metrics: Metrics, other: Metrics) -> Metrics:
+    """`metrics` plus a 0 for each key only `other` has, so both stages return one structure."""
+    return {k: metrics.get(k, jnp.zeros(v.shape, v.dtype)) for k, v in (other | metrics).items()}
+
+
+def train_step(
+    model: LsslModel, state: LsslState, batch: Batch, axis_name: str | None = None
+) -> tuple[LsslState, Metrics]:
+    """One iteration of the stage `state.step` is in; metrics averaged over devices (the keys of
+    both stages, 0 where the other stage's)."""
+    stage2 = lambda st: recognizer_update(model, st, batch, axis_name)
+    if not model.hp.variant.gan:
+        state, metrics = stage2(state)
+        metrics = metrics | {"stage": jnp.float32(2.0)}
+    else:
+        stage1 = lambda st: gan_update(model, st, batch, axis_name)
+        shapes1, shapes2 = jax.eval_shape(stage1, state)[1], jax.eval_shape(stage2, state)[1]
+
+        def branch(update, other_shapes, stage):
+            def run(st):
+                st, m = update(st)
+                zeros = {k: jnp.zeros(a.shape, a.dtype) for k, a in other_shapes.items()}
+                return st, _with_keys_of(m, zeros) | {"stage": jnp.float32(stage)}
+
+            return run
+
+        in_gan = state.step < model.hp.gan_steps
+        state, metrics = cpu_workarounds.branch(
+            model.hp.gate_by_select,
+            in_gan,
+            branch(stage1, shapes2, 1.0),
+            branch(stage2, shapes1, 2.0),
+            state,
+        )
     return state.replace(step=state.step + 1), _pmean(metrics, axis_name)

@@ -10,17 +10,36 @@ import pytest
 
 from fergan.methods.lssl import model as lssl_model
 from fergan.methods.lssl import step as lssl_step
+from fergan.methods.lssl.networks import LsslDiscriminator, LsslGenerator
 from fergan.methods.lssl.parser import FaceParser
+from fergan.models import LightCNN29, RecognizerHead
 from fergan.training.parallel import data_parallel_step, select_devices
 
-SIZE, CHANNELS, K, BATCH = 32, 1, 4, 8
+SIZE, CHANNELS, K, BATCH, WIDTH = 32, 1, 4, 8, 0.125
+GAN_STEPS = 10
 
 
-def tiny_model(variant="LSSL", n_critic=5) -> lssl_model.LsslModel:
+def tiny_model(variant="LSSL", n_critic=5, recognizer="r") -> lssl_model.LsslModel:
     v = lssl_model.VARIANTS[variant]
-    hp = lssl_model.LsslHParams(variant=v, total_steps=10, learning_rate=1e-3, n_critic=n_critic)
-    g, d, p = lssl_model.build_networks(SIZE, 0.125, CHANNELS, K, v, FaceParser(width=4))
-    return lssl_model.LsslModel(g, d, p, hp)
+    hp = lssl_model.LsslHParams(
+        variant=v,
+        gan_steps=GAN_STEPS if v.gan else 0,
+        recognizer_steps=5,
+        learning_rate=1e-3,
+        recognizer_learning_rate=1e-3,
+        n_critic=n_critic,
+        gate_by_select=True,  # As `train.gating=auto` on CPU: lax.cond is far slower there.
+    )
+    return lssl_model.LsslModel(
+        generator=LsslGenerator(SIZE, WIDTH, CHANNELS, K, side=v.side),
+        discriminator=LsslDiscriminator(SIZE, WIDTH, K),
+        parser=FaceParser(width=4) if v.parsing else None,
+        hp=hp,
+        identity=LightCNN29(WIDTH, 10),
+        recognizer=RecognizerHead(WIDTH, K)
+        if recognizer == "r"
+        else LsslDiscriminator(SIZE, WIDTH, K),
+    )
 
 
 def random_batch(seed=0) -> dict:
@@ -43,40 +62,49 @@ def same(a, b) -> bool:
 @pytest.fixture(scope="module")
 def setup():
     model = tiny_model(n_critic=2)
-    return model, lssl_step.init_state(model, 0), random_batch()
+    init = jax.jit(lssl_step.init_state, static_argnums=(0, 1))  # Eager init is slow.
+    return model, init(model, 0), random_batch()
+
+
+@pytest.fixture(scope="module")
+def step(setup):
+    """The setup model's iteration, compiled once for every test here."""
+    return jax.jit(functools.partial(lssl_step.train_step, setup[0]))
 
 
 def test_d_update_leaves_g_and_g_update_leaves_d(setup):
     model, state, batch = setup
-    ctx = lssl_step._context(model, state, batch, None)
-    after_d, d_metrics = lssl_step.d_update(ctx, state)
+    context = lambda st: lssl_step._context(model, st, batch, None)
+    after_d, d_metrics = jax.jit(lambda st: lssl_step.d_update(context(st), st))(state)
     assert same(after_d.g, state.g) and not same(after_d.d.params, state.d.params)
-    after_g, _ = lssl_step.g_update(ctx, state)
+    after_g, _ = jax.jit(lambda st: lssl_step.g_update(context(st), st))(state)
     assert same(after_g.d, state.d) and not same(after_g.g.params, state.g.params)
     assert np.isfinite(float(d_metrics["loss/gp"]))
 
 
-def test_parser_gets_no_update_and_every_term_is_on(setup):
-    model, state, batch = setup
-    new, metrics = jax.jit(functools.partial(lssl_step.train_step, model))(state, batch)
+def test_parser_gets_no_update_and_every_term_is_on(setup, step):
+    _, state, batch = setup
+    new, metrics = step(state, batch)
     assert same(new.parser, state.parser)
     for name in ("g_adv", "g_cls", "id", "bi", "parsing", "g_total"):
         assert np.isfinite(float(metrics[f"loss/{name}"])), name
     assert int(new.step) == 1
+    assert float(metrics["stage"]) == 1.0 and float(metrics["loss/r_cls"]) == 0.0
 
 
 @pytest.mark.parametrize("variant", ["LSSL-P", "LSSL-BI", "LSSL-S"])
 def test_variants_drop_their_term(variant):
     model = tiny_model(variant, n_critic=1)
-    state = lssl_step.init_state(model, 0)
+    state = jax.eval_shape(lambda: lssl_step.init_state(model, 0))
     batch = random_batch()
     if variant == "LSSL-S":
         del batch["s"]  # No side image anywhere.
-    _, metrics = jax.jit(functools.partial(lssl_step.train_step, model))(state, batch)
+    # Traced, not compiled: the terms an iteration computes are the metrics it returns.
+    _, metrics = jax.eval_shape(functools.partial(lssl_step.train_step, model), state, batch)
     dropped = {"LSSL-P": "loss/parsing", "LSSL-BI": "loss/bi", "LSSL-S": None}[variant]
     assert dropped is None or dropped not in metrics
+    assert "loss/id" in metrics and "loss/g_adv" in metrics
     assert (state.parser is None) == (variant == "LSSL-P")
-    assert np.isfinite(float(metrics["loss/g_total"]))
 
 
 def test_penalty_points_are_keyed_per_sample():
@@ -87,16 +115,20 @@ def test_penalty_points_are_keyed_per_sample():
     np.testing.assert_array_equal(lssl_step.penalty_points(key, jnp.array([5]), 5)[:, 0], t[:, 5])
 
 
-def run(num_devices, steps=1, first_batch=0):
+def run(num_devices, first_batch=0, first_steps=(0,)):
+    """One iteration from each of `first_steps` on `num_devices`: [(host state, metrics)]."""
     model = tiny_model(n_critic=5)
     devices = select_devices(num_devices, BATCH)
     runner = data_parallel_step(
         functools.partial(lssl_step.train_step, model), devices, "shard_map"
     )
-    state = runner.place_state(lssl_step.init_state(model, 0))
-    for i in range(steps):
-        state, metrics = runner(state, runner.place_batch(random_batch(first_batch + i)))
-    return runner.host_state(state), jax.device_get(metrics)
+    initial = lssl_step.init_state(model, 0)
+    out = []
+    for first in first_steps:
+        state = runner.place_state(initial.replace(step=jnp.asarray(first, jnp.int32)))
+        state, metrics = runner(state, runner.place_batch(random_batch(first_batch)))
+        out.append((runner.host_state(state), jax.device_get(metrics)))
+    return out
 
 
 def max_diff(a, b) -> float:
@@ -104,14 +136,66 @@ def max_diff(a, b) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in pairs)
 
 
-def test_five_critic_updates_agree_on_one_and_four_devices():
-    one, m1 = run(1)
-    four, m4 = run(4)
-    lr = tiny_model().hp.learning_rate
+def test_both_stages_agree_on_one_and_four_devices():
+    # Stage 1: five critic updates, each with per-sample interpolation points; stage 2: R's
+    # dropout masks per sample. Neither depends on the split over devices.
+    (one, m1), (one_r, r1) = run(1, first_steps=(0, GAN_STEPS))
+    (four, m4), (four_r, r4) = run(4, first_steps=(0, GAN_STEPS))
+    hp = tiny_model().hp
     # Float rounding only: Adam can turn a rounding difference in a near-zero gradient into a
     # fraction of a learning-rate step per update, and D makes five. Another batch moves the
     # parameters by whole steps.
-    assert max_diff(one, four) <= 2 * lr
-    assert max_diff(one, run(1, first_batch=7)[0]) > 4 * lr
+    assert max_diff(one, four) <= 2 * hp.learning_rate
+    assert max_diff(one, run(1, first_batch=7)[0][0]) > 4 * hp.learning_rate
     for name in m1:
         np.testing.assert_allclose(m1[name], m4[name], rtol=1e-3, atol=1e-4, err_msg=name)
+    assert float(r1["stage"]) == 2.0
+    assert max_diff(one_r.r.params, four_r.r.params) <= 2 * hp.recognizer_learning_rate
+    np.testing.assert_allclose(r1["loss/r_cls"], r4["loss/r_cls"], rtol=1e-5)
+
+
+def test_stage_two_trains_the_recognizer_only(setup, step):
+    model, state, batch = setup
+    in_gan, m_gan = step(state, batch)
+    assert same(in_gan.r, state.r) and not same(in_gan.g.params, state.g.params)
+    late = state.replace(step=jnp.asarray(model.hp.gan_steps, jnp.int32))
+    after, metrics = step(late, batch)
+    assert float(metrics["stage"]) == 2.0 and float(metrics["loss/g_total"]) == 0.0
+    assert same(after.g, late.g) and same(after.d, late.d) and same(after.identity, late.identity)
+    assert not same(after.r.params, late.r.params)
+    # R saw B real faces and B of G's renders with their targets.
+    assert 0.0 <= float(metrics["acc/r_synthetic"]) <= 1.0
+    assert float(m_gan["acc/r_real"]) == 0.0
+
+
+def test_recognizer_reads_the_synthetic_faces(setup, step):
+    # The recognizer's gradient depends on G's renders: another G, another update.
+    model, state, batch = setup
+    late = state.replace(step=jnp.asarray(model.hp.gan_steps, jnp.int32))
+    other_g = lssl_step.init_state(model, 1).g
+    a, _ = step(late, batch)
+    b, _ = step(late.replace(g=other_g), batch)
+    assert not same(a.r.params, b.r.params)
+
+
+@pytest.mark.parametrize("recognizer", ["r", "discriminator"])
+def test_baseline_has_no_generator_and_its_recognizer_learns(recognizer):
+    model = tiny_model("BASELINE", recognizer=recognizer)
+    state = lssl_step.init_state(model, 0)
+    assert state.g is None and state.d is None and state.parser is None
+    batch = random_batch()
+    del batch["s"]
+    step = jax.jit(functools.partial(lssl_step.train_step, model))
+    losses = []
+    for _ in range(5):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss/r_cls"]))
+    assert losses[-1] < losses[0], losses
+    assert "acc/r_synthetic" not in metrics
+
+
+def test_recognizer_rate_decays_to_zero_over_stage_two():
+    hp = tiny_model().hp
+    rates = [float(hp.recognizer_rate_at(jnp.asarray(t))) for t in range(hp.total_steps + 1)]
+    assert rates[GAN_STEPS] == pytest.approx(hp.recognizer_learning_rate) and rates[-1] == 0.0
+    assert float(hp.learning_rate_at(jnp.asarray(GAN_STEPS))) == 0.0
