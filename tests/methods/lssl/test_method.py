@@ -20,7 +20,15 @@ from fergan.methods.lssl import step as lssl_step
 from tests.methods.lssl.test_step import SIZE, tiny_model
 from tests.program.helpers import tiny_config
 
-DATABASE_CONFIGS = ("ck_plus", "image_folder", "mmi", "multipie", "oulu_casia", "synthetic_faces")
+DATABASE_CONFIGS = (
+    "ck_plus",
+    "image_folder",
+    "mmi",
+    "multipie",
+    "oulu_casia",
+    "synthetic_faces",
+    "tfd",
+)
 
 
 @pytest.mark.parametrize("name", [*DATABASE_CONFIGS, "demo", "demo_lssl"])
