@@ -286,11 +286,6 @@ def gan_update(
     return state, d_metrics | g_metrics | {"lr": ctx.lr}
 
 
-def _with_keys_of(metrics: Metrics, other: Metrics) -> Metrics:
-    """`metrics` plus a 0 for each key only `other` has, so both stages return one structure."""
-    return {k: metrics.get(k, jnp.zeros(v.shape, v.dtype)) for k, v in (other | metrics).items()}
-
-
 def train_step(
     model: LsslModel, state: LsslState, batch: Batch, axis_name: str | None = None
 ) -> tuple[LsslState, Metrics]:
@@ -307,8 +302,9 @@ def train_step(
         def branch(update, other_shapes, stage):
             def run(st):
                 st, m = update(st)
+                # The other stage's keys as zeros: both branches return one structure.
                 zeros = {k: jnp.zeros(a.shape, a.dtype) for k, a in other_shapes.items()}
-                return st, _with_keys_of(m, zeros) | {"stage": jnp.float32(stage)}
+                return st, zeros | m | {"stage": jnp.float32(stage)}
 
             return run
 
