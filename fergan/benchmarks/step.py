@@ -51,8 +51,8 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     model = method.build(config, 1)
     devices = select_devices(config.train.num_devices, config.train.batch_size)
     num_replicas = int(config.num_replicas)
-    runner = data_parallel_step(
-        functools.partial(method.train_step, model),
+    make_runner = lambda body: data_parallel_step(
+        body,
         devices,
         config.train.parallel,
         num_replicas=num_replicas if num_replicas > 1 else 0,
@@ -60,6 +60,8 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
             config.get("replica_batching", "auto"), jax.default_backend()
         ),
     )
+    iterations = method.iterations(model)
+    runner = make_runner(iterations[0][2])
     side = "side" in method.batch_features
     batch = runner.place_batch(random_batch(config, np.random.default_rng(0), side))
     init = functools.partial(method.init_state, model)
@@ -72,6 +74,9 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     stages = [s for s in stages if s == 1 or 0 < model.pre_steps < model.total_steps]
     for stage in stages:
         first = 0 if stage == 1 else model.pre_steps
+        # The iteration the training loop runs at that step.
+        body = next(b for start, end, b in iterations if start <= first < end)
+        runner = make_runner(body)
         state = runner.place_state(host_state.replace(step=np.asarray(first, np.int32)))
         start = time.perf_counter()
         compiled = runner.lower(state, batch).compile()

@@ -211,16 +211,26 @@ def train_and_evaluate(
     model = setup.model
     is_main = jax.process_index() == 0
     devices = select_devices(config.train.num_devices, config.train.batch_size)
-    runner = data_parallel_step(
-        functools.partial(setup.method.train_step, setup.model),
-        devices,
-        config.train.parallel,
-        num_replicas=setup.num_replicas if setup.num_replicas > 1 else 0,
-        per_replica_data=config.replica_data == "per_replica",
-        vmap_replicas=cpu_workarounds.vmap_replicas(
-            config.get("replica_batching", "auto"), jax.default_backend()
-        ),
-    )
+    # One compiled iteration per stage (or one for the run); the host's step picks it.
+    runners = [
+        (
+            first,
+            end,
+            data_parallel_step(
+                body,
+                devices,
+                config.train.parallel,
+                num_replicas=setup.num_replicas if setup.num_replicas > 1 else 0,
+                per_replica_data=config.replica_data == "per_replica",
+                vmap_replicas=cpu_workarounds.vmap_replicas(
+                    config.get("replica_batching", "auto"), jax.default_backend()
+                ),
+            ),
+        )
+        for first, end, body in setup.method.iterations(model)
+    ]
+    runner = runners[0][2]  # Any of them places and fetches state and batches.
+    stage_runner = lambda step: next(r for first, end, r in runners if first <= step < end)
     iterator = replicas.make_iterator(
         config, setup.datasets, side="side" in setup.method.batch_features
     )
@@ -261,7 +271,7 @@ def train_and_evaluate(
     with console.progress("train", model.total_steps, initial=first_step) as bar:
         for step in range(first_step, model.total_steps):
             batch = next(iterator)
-            state, metrics = runner(state, runner.place_batch(batch))
+            state, metrics = stage_runner(step)(state, runner.place_batch(batch))
             history.add(step, metrics)
             done = step + 1
             for hook in hooks:

@@ -15,6 +15,8 @@ the whole tree.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -64,6 +66,10 @@ class Method:
       prepare(config, folder): sets the config keys naming pretrained files the method needs
         besides the identity network (trained into `folder` first when missing); `config` is an
         editable copy, resolved before the run (or a CV fold) starts.
+      stage_starts(model) -> (s_1, ...): the first steps of the stages after the first, for a
+        method whose stages are a function of the step alone. Its `train_step` then takes a
+        static `stage` (0, 1, ...) and the loop compiles one iteration per stage (`iterations`),
+        so no iteration carries another stage's work (CPU gating computes both branches).
     Constants:
       resume_keys: config keys whose change alters the checkpoint's shapes or meaning.
       progress_metrics: train metric name -> short label on the progress line.
@@ -88,6 +94,7 @@ class Method:
     write_samples: Callable[..., dict[str, np.ndarray]] | None = None
     check_config: Callable[[ml_collections.ConfigDict], None] | None = None
     prepare: Callable[[ml_collections.ConfigDict, str], None] | None = None
+    stage_starts: Callable[[Any], tuple[int, ...]] | None = None
     resume_keys: tuple[str, ...] = ()
     progress_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)
     resume_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -101,6 +108,19 @@ class Method:
         Only then does the shared code pretrain, check or load `identity.*` weights; any other
         method's `init_state` gets `identity_params=None`."""
         return self.identity_features is not None
+
+    def iterations(self, model: Model) -> list[tuple[int, int, Callable]]:
+        """[(first step, end step, per-device body(state, batch, axis_name))] covering
+        [0, model.total_steps) in order, empty stages left out: one body for the whole run, or
+        one per stage with `stage_starts`."""
+        if self.stage_starts is None:
+            return [(0, model.total_steps, functools.partial(self.train_step, model))]
+        bounds = (0, *self.stage_starts(model), model.total_steps)
+        return [
+            (first, end, functools.partial(self.train_step, model, stage=i))
+            for i, (first, end) in enumerate(itertools.pairwise(bounds))
+            if first < end
+        ]
 
     def variant(self, name: str) -> Any:
         """The switches of variant `name`; ValueError lists the method's variants."""

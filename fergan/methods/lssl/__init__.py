@@ -34,6 +34,7 @@ METHOD = methods.register(
         build=model.build,
         init_state=step.init_state,
         train_step=step.train_step,
+        stage_starts=step.stage_starts,
         evaluate_batch=evaluation.evaluate_batch,
         parameters=evaluation.parameters,
         editor=evaluation.editor,

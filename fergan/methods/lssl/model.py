@@ -17,7 +17,6 @@ import dataclasses
 import math
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -25,7 +24,6 @@ from fergan.methods.lssl.losses import CLS_LOSSES
 from fergan.methods.lssl.networks import LsslDiscriminator, LsslGenerator
 from fergan.methods.lssl.parser import parser_module
 from fergan.models import LightCNN29, RecognizerHead
-from fergan.training import cpu_workarounds
 
 ID_LABELS = ("target", "source")
 # 'r': fergan's R (RecognizerHead on the frozen LightCNN-29 trunk); 'discriminator': the paper's
@@ -73,7 +71,6 @@ class LsslHParams:
     cls_loss: str = "softmax"
     id_label: str = "target"
     recognizer_learning_rate: float = 1e-4
-    gate_by_select: bool = False  # Both stages computed, one kept (`train.gating`, CPU).
 
     @property
     def total_steps(self) -> int:
@@ -171,9 +168,6 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Lss
         cls_loss=str(lssl.cls_loss),
         id_label=str(lssl.id_label),
         recognizer_learning_rate=float(lssl.recognizer_learning_rate),
-        gate_by_select=cpu_workarounds.gate_by_select(
-            config.train.get("gating", "auto"), jax.default_backend()
-        ),
     )
 
 

@@ -22,7 +22,6 @@ from fergan.methods.lssl.model import LsslModel
 from fergan.methods.lssl.parser import load_parser, parser_loss
 from fergan.models import LightCNN29, to_lightcnn_input
 from fergan.models.recognizer import DROPOUT_RATE, rext_feature_dim
-from fergan.training import cpu_workarounds
 from fergan.training.optim import NetState, adam_step, init_net
 from fergan.types import Batch, Metrics, PyTree
 
@@ -287,33 +286,21 @@ def gan_update(
 
 
 def train_step(
-    model: LsslModel, state: LsslState, batch: Batch, axis_name: str | None = None
+    model: LsslModel, state: LsslState, batch: Batch, axis_name: str | None = None, *, stage: int
 ) -> tuple[LsslState, Metrics]:
-    """One iteration of the stage `state.step` is in; metrics averaged over devices (the keys of
-    both stages, 0 where the other stage's)."""
+    """One iteration of stage `stage` (0: G and D, 1: the recognizer; `stage_starts`), the
+    metrics averaged over devices. Both stages log the same keys, 0 where the other stage's, so
+    a logging window across the boundary averages one structure."""
+    stage1 = lambda st: gan_update(model, st, batch, axis_name)
     stage2 = lambda st: recognizer_update(model, st, batch, axis_name)
-    if not model.hp.variant.gan:
-        state, metrics = stage2(state)
-        metrics = metrics | {"stage": jnp.float32(2.0)}
-    else:
-        stage1 = lambda st: gan_update(model, st, batch, axis_name)
-        shapes1, shapes2 = jax.eval_shape(stage1, state)[1], jax.eval_shape(stage2, state)[1]
-
-        def branch(update, other_shapes, stage):
-            def run(st):
-                st, m = update(st)
-                # The other stage's keys as zeros: both branches return one structure.
-                zeros = {k: jnp.zeros(a.shape, a.dtype) for k, a in other_shapes.items()}
-                return st, zeros | m | {"stage": jnp.float32(stage)}
-
-            return run
-
-        in_gan = state.step < model.hp.gan_steps
-        state, metrics = cpu_workarounds.branch(
-            model.hp.gate_by_select,
-            in_gan,
-            branch(stage1, shapes2, 1.0),
-            branch(stage2, shapes1, 2.0),
-            state,
-        )
+    update, other = (stage1, stage2) if stage == 0 else (stage2, stage1)
+    other_shapes = jax.eval_shape(other, state)[1] if model.hp.variant.gan else {}
+    state, metrics = update(state)
+    zeros = {k: jnp.zeros(a.shape, a.dtype) for k, a in other_shapes.items()}
+    metrics = zeros | metrics | {"stage": jnp.float32(stage + 1)}
     return state.replace(step=state.step + 1), _pmean(metrics, axis_name)
+
+
+def stage_starts(model: LsslModel) -> tuple[int]:
+    """The recognizer's stage starts after the GAN's iterations (none for BASELINE)."""
+    return (model.hp.gan_steps,)

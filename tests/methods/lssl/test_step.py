@@ -1,13 +1,12 @@
 """LSSL's training iteration: gradient routing, the frozen parser, variants, and equality of 1
 and 4 devices with five per-sample keyed critic updates."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fergan import methods
 from fergan.methods.lssl import model as lssl_model
 from fergan.methods.lssl import step as lssl_step
 from fergan.methods.lssl.networks import LsslDiscriminator, LsslGenerator
@@ -16,6 +15,7 @@ from fergan.models import LightCNN29, RecognizerHead
 from fergan.training.parallel import data_parallel_step, select_devices
 
 SIZE, CHANNELS, K, BATCH, WIDTH = 32, 1, 4, 8, 0.125
+METHOD = methods.get("lssl")
 GAN_STEPS = 10
 
 
@@ -28,7 +28,6 @@ def tiny_model(variant="LSSL", n_critic=5, recognizer="r") -> lssl_model.LsslMod
         learning_rate=1e-3,
         recognizer_learning_rate=1e-3,
         n_critic=n_critic,
-        gate_by_select=True,  # As `train.gating=auto` on CPU: lax.cond is far slower there.
     )
     return lssl_model.LsslModel(
         generator=LsslGenerator(SIZE, WIDTH, CHANNELS, K, side=v.side),
@@ -66,10 +65,28 @@ def setup():
     return model, init(model, 0), random_batch()
 
 
+def body_at(model, step: int):
+    """The per-device iteration the training loop runs at `step` (`Method.iterations`)."""
+    return next(b for first, end, b in METHOD.iterations(model) if first <= step < end)
+
+
 @pytest.fixture(scope="module")
 def step(setup):
-    """The setup model's iteration, compiled once for every test here."""
-    return jax.jit(functools.partial(lssl_step.train_step, setup[0]))
+    """The setup model's iterations, each compiled once for every test here; the state's step
+    picks one, as in the training loop."""
+    model = setup[0]
+    compiled = {first: jax.jit(body) for first, _, body in METHOD.iterations(model)}
+    return lambda state, batch: compiled[0 if state.step < model.hp.gan_steps else GAN_STEPS](
+        state, batch
+    )
+
+
+def test_one_compiled_iteration_per_stage():
+    stages = lambda model: [
+        (a, b, body.keywords["stage"]) for a, b, body in METHOD.iterations(model)
+    ]
+    assert stages(tiny_model()) == [(0, GAN_STEPS, 0), (GAN_STEPS, GAN_STEPS + 5, 1)]
+    assert stages(tiny_model("BASELINE")) == [(0, 5, 1)]  # No GAN stage.
 
 
 def test_d_update_leaves_g_and_g_update_leaves_d(setup):
@@ -100,7 +117,7 @@ def test_variants_drop_their_term(variant):
     if variant == "LSSL-S":
         del batch["s"]  # No side image anywhere.
     # Traced, not compiled: the terms an iteration computes are the metrics it returns.
-    _, metrics = jax.eval_shape(functools.partial(lssl_step.train_step, model), state, batch)
+    _, metrics = jax.eval_shape(body_at(model, 0), state, batch)
     dropped = {"LSSL-P": "loss/parsing", "LSSL-BI": "loss/bi", "LSSL-S": None}[variant]
     assert dropped is None or dropped not in metrics
     assert "loss/id" in metrics and "loss/g_adv" in metrics
@@ -119,12 +136,10 @@ def run(num_devices, first_batch=0, first_steps=(0,)):
     """One iteration from each of `first_steps` on `num_devices`: [(host state, metrics)]."""
     model = tiny_model(n_critic=5)
     devices = select_devices(num_devices, BATCH)
-    runner = data_parallel_step(
-        functools.partial(lssl_step.train_step, model), devices, "shard_map"
-    )
     initial = lssl_step.init_state(model, 0)
     out = []
     for first in first_steps:
+        runner = data_parallel_step(body_at(model, first), devices, "shard_map")
         state = runner.place_state(initial.replace(step=jnp.asarray(first, jnp.int32)))
         state, metrics = runner(state, runner.place_batch(random_batch(first_batch)))
         out.append((runner.host_state(state), jax.device_get(metrics)))
@@ -185,7 +200,7 @@ def test_baseline_has_no_generator_and_its_recognizer_learns(recognizer):
     assert state.g is None and state.d is None and state.parser is None
     batch = random_batch()
     del batch["s"]
-    step = jax.jit(functools.partial(lssl_step.train_step, model))
+    step = jax.jit(body_at(model, 0))
     losses = []
     for _ in range(5):
         state, metrics = step(state, batch)
