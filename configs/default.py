@@ -88,6 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.face_margin = 0.2  # Crop margin around the detected face, fraction of its size.
     config.data.label_last_frames = 3  # Last frames of each sequence labelled for training.
     config.data.frames_per_sequence = 10  # synthetic_faces: neutral-to-apex sequence length.
+    # Also store each sequence's first frame as a neutral face (ECGAN's domain X); synthetic_faces,
+    # ck_plus and oulu_casia. Labelled frames and folds are the same either way.
+    config.data.neutral_first_frames = False
     config.data.synthetic_seed = -1  # synthetic_faces: render seed (-1 = config.seed).
     config.data.synthetic_nuisance = 0.2  # synthetic_faces: pose/lighting/noise scale (0 = none).
     config.data.synthetic_style = 0.1  # synthetic_faces: per-subject expression-style spread.

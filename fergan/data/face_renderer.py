@@ -428,6 +428,18 @@ def face_part_masks(
     return labels
 
 
+def face_mask(identity: Identity, size: int, nuisance: Nuisance | None = None) -> np.ndarray:
+    """The face region `render_face` draws for `identity` with `nuisance` (its pose and place):
+    the pixels the face outline owns (opacity >= 1/2), forehead under a fringe included. The
+    outline does not move with the expression, so no expression is taken.
+
+    Returns:
+      bool [size, size].
+    """
+    grid = _pose_grid(size, nuisance if nuisance is not None else Nuisance())
+    return _face_coverage(identity, grid)[1] >= _OPAQUE
+
+
 def _jaw_landmarks(idt: Identity) -> np.ndarray:
     """17 points [17, 2] (u, v) on the face outline from the left temple under the chin to the
     right, starting a little above the outline's centre height (about eye level)."""
@@ -873,6 +885,8 @@ class Frame:
     sequence: int  # Unique over the dataset: subject * len(EXPRESSIONS) + label.
     frame: int  # Index within the sequence (0 = neutral).
     is_peak: bool
+    mask: np.ndarray  # bool [size, size]: the face region (`face_mask`).
+    neutral: bool = False  # The sequence's first frame (intensity 0), not a labelled frame.
 
 
 def check_options(size: int, frames_per_sequence: int, label_last_frames: int) -> None:
@@ -889,8 +903,8 @@ def check_options(size: int, frames_per_sequence: int, label_last_frames: int) -
 def frame_subjects(
     num_subjects: int, label_last_frames: int, subject_offset: int = 1
 ) -> np.ndarray:
-    """int [num_subjects * len(EXPRESSIONS) * label_last_frames]: the subject of every frame
-    `generate` yields, in order, without rendering any."""
+    """int [num_subjects * len(EXPRESSIONS) * label_last_frames]: the subject of every labelled
+    frame `generate` yields (neutral frames aside), in order, without rendering any."""
     per_subject = len(EXPRESSIONS) * label_last_frames
     return np.repeat(np.arange(num_subjects) + subject_offset, per_subject)
 
@@ -904,22 +918,31 @@ def generate(
     nuisance: float = 0.2,
     style: float = 0.1,
     subject_offset: int = 1,
+    neutral_first_frames: bool = False,
 ) -> Iterator[Frame]:
     """Yields the labelled frames of every (subject, expression) sequence, CK+ style.
 
     Each sequence ramps from neutral to apex over `frames_per_sequence` frames; only its last
-    `label_last_frames` frames are yielded (the last is the peak). Deterministic in all arguments:
-    each subject and each sequence draws from its own generator seeded by (seed, ids).
+    `label_last_frames` frames are yielded (the last is the peak), preceded by its first frame
+    (intensity 0, `neutral=True`) with `neutral_first_frames`. Deterministic in all arguments:
+    each subject and each sequence draws from its own generator seeded by (seed, ids), so the
+    labelled frames are the same with or without the neutral ones.
     """
     check_options(size, frames_per_sequence, label_last_frames)
+    if neutral_first_frames and label_last_frames >= frames_per_sequence:
+        raise ValueError(
+            f"data.neutral_first_frames needs data.label_last_frames={label_last_frames} < "
+            f"data.frames_per_sequence={frames_per_sequence}: the first frame is labelled."
+        )
     ramp = sequence_intensities(frames_per_sequence)
+    labelled = range(frames_per_sequence - label_last_frames, frames_per_sequence)
     for s in range(num_subjects):
         subject = s + subject_offset
         identity = sample_identity(np.random.default_rng([seed, 0, s]), style)
         for k in range(len(EXPRESSIONS)):
             rng = np.random.default_rng([seed, 1, s, k])
             base = sample_nuisance(rng, nuisance)
-            for f in range(frames_per_sequence - label_last_frames, frames_per_sequence):
+            for f in ([0] if neutral_first_frames else []) + list(labelled):
                 frame_rng = np.random.default_rng([seed, 2, s, k, f])
                 nz = jitter_nuisance(base, frame_rng, nuisance)
                 img = render_face(identity, k, ramp[f], size, frame_rng, nz)
@@ -931,4 +954,6 @@ def generate(
                     sequence=subject * len(EXPRESSIONS) + k,
                     frame=f,
                     is_peak=f == frames_per_sequence - 1,
+                    mask=face_mask(identity, size, nz),
+                    neutral=f not in labelled,
                 )

@@ -52,6 +52,10 @@ class Datasets:
 
     train: IndexedSource  # Labelled training frames (last frames of training subjects' sequences).
     test: IndexedSource  # Peak frames of the held-out subjects.
+    # Neutral first frames of the training / held-out subjects' sequences (empty unless
+    # data.neutral_first_frames); `labels` are their sequences' labels.
+    train_neutral: IndexedSource
+    test_neutral: IndexedSource
     class_names: tuple[str, ...]
     num_train_subjects: int
     num_test_subjects: int
@@ -66,7 +70,7 @@ class Datasets:
 
 
 def _read_meta(source) -> dict[str, np.ndarray]:
-    keys = ("label", "subject", "sequence", "frame", "is_peak")
+    keys = ("label", "subject", "sequence", "frame", "is_peak", "neutral")
     rows = [source[i] for i in range(len(source))]
     return {k: np.array([r[k] for r in rows]) for k in keys}
 
@@ -132,11 +136,20 @@ def build_datasets(config: ml_collections.ConfigDict, data_dir: str) -> Datasets
     train_idx, test_idx = folds.fold_indices(
         meta["subject"], config.data.num_folds, config.data.fold, config.data.fold_seed
     )
-    test_idx = test_idx[meta["is_peak"][test_idx]]  # Peak frame only, as in the protocol.
-    train, test = IndexedSource(source, train_idx, meta), IndexedSource(source, test_idx, meta)
+    neutral = meta["neutral"].astype(bool)
+    select = lambda idx: IndexedSource(source, idx, meta)
+    train = select(train_idx[~neutral[train_idx]])
+    train_neutral, test_neutral = (
+        select(train_idx[neutral[train_idx]]),
+        select(test_idx[neutral[test_idx]]),
+    )
+    test_idx = test_idx[~neutral[test_idx]]
+    test = select(test_idx[meta["is_peak"][test_idx]])  # Peak frame only, as in the protocol.
     return Datasets(
         train=train,
         test=test,
+        train_neutral=train_neutral,
+        test_neutral=test_neutral,
         class_names=tuple(builder.builder_config.class_names),
         num_train_subjects=len(np.unique(train.subjects)),
         num_test_subjects=len(np.unique(test.subjects)),

@@ -87,6 +87,13 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
         "channels": int(config.model.channels),
         "label_last_frames": int(data.label_last_frames),
     }
+    # Only when on, so the sets without neutral frames keep their names.
+    neutral = {"neutral_first_frames": True} if data.get("neutral_first_frames", False) else {}
+    if neutral and data.name == "expression_folder":
+        raise ValueError(
+            "data.neutral_first_frames=True needs sequences (synthetic_faces, ck_plus or "
+            "oulu_casia); expression_folder has none."
+        )
     if data.name == "synthetic_faces":
         seed = data.synthetic_seed if data.synthetic_seed >= 0 else config.seed
         extra = {
@@ -95,11 +102,11 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
             "frames_per_sequence": int(data.frames_per_sequence),
             "nuisance": float(data.synthetic_nuisance),
             "style": float(data.synthetic_style),
-        }
+        } | neutral
         if extra["num_subjects"] < 1:
             raise ValueError(f"data.num_subjects must be >= 1, got {data.num_subjects}.")
         return make_config(class_names=face_renderer.EXPRESSIONS, extra=extra, **common)
-    extra = {}
+    extra = dict(neutral)
     if data.name == "expression_folder":
         extra = {"subject_regex": data.subject_regex, "sequence_regex": data.sequence_regex}
     root = manual_dir(data)
@@ -114,7 +121,8 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
 
 
 def example_subjects(config: ml_collections.ConfigDict, face_config: FaceConfig) -> np.ndarray:
-    """int [N]: the subject of each of the N examples `config.data` builds into, read from the
+    """int [N]: the subject of each of the N labelled examples (neutral frames aside)
+    `config.data` builds into, read from the
     source without decoding or writing anything (`face_config` = `builder_config(config)`).
 
     Raises ValueError, FileNotFoundError or DataError naming the option or file, exactly as
@@ -128,7 +136,7 @@ def example_subjects(config: ml_collections.ConfigDict, face_config: FaceConfig)
         )
         return face_renderer.frame_subjects(int(data.num_subjects), face_config.label_last_frames)
     records = BUILDERS[data.name].scan(face_config, manual_dir(data))
-    return np.array([r.subject for r in records], np.int64)
+    return np.array([r.subject for r in records if not r.neutral], np.int64)
 
 
 def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tfds.core.DatasetBuilder:

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from fergan import console
-from fergan.data import align, preprocess
+from fergan.data import align, masks, preprocess
 from fergan.data.preprocess import DataError
 
 # Where every error about a manual folder points (the layouts are too long for a one-line error).
@@ -24,10 +24,11 @@ SEE_LAYOUT = "see docs/data.md for the expected layout"
 # Every builder writes its labelled frames to this single split; folds pick train/test from it.
 SPLIT = "train"
 # Stored datasets of an older version lack features; a new version rebuilds them.
-DATASET_VERSION = "1.1.0"
+DATASET_VERSION = "1.2.0"
 DATASET_RELEASE_NOTES = {
     "1.0.0": "Initial release.",
     "1.1.0": "68-point `landmarks` feature; landmark alignment (data.align).",
+    "1.2.0": "Face `mask` feature; `neutral` first frames (data.neutral_first_frames).",
 }
 
 
@@ -104,6 +105,7 @@ class Record:
     frame: int
     is_peak: bool
     landmarks_path: str = ""  # The database's landmark file for this frame, if it has one.
+    neutral: bool = False  # A sequence's first frame (data.neutral_first_frames): not labelled.
 
 
 def features(config: FaceConfig) -> tfds.features.FeaturesDict:
@@ -119,8 +121,35 @@ def features(config: FaceConfig) -> tfds.features.FeaturesDict:
             "is_peak": np.bool_,
             # (x, y) output-image pixels after alignment and resize; NaN where unknown.
             "landmarks": tfds.features.Tensor(shape=(align.NUM_LANDMARKS, 2), dtype=np.float32),
+            # The face region, 255 inside (fergan.data.masks; the renderer's own for the
+            # synthetic set).
+            "mask": tfds.features.Image(shape=(size, size, 1), encoding_format="png"),
+            # A sequence's first frame: a neutral face whose `label` is its sequence's label.
+            "neutral": np.bool_,
         }
     )
+
+
+def example_key(sequence: int, frame: int, neutral: bool) -> str:
+    """The example's TFDS key, unique even where a neutral frame is also a labelled one."""
+    return f"{sequence}_{frame}" + ("_neutral" if neutral else "")
+
+
+def mask_image(mask: np.ndarray) -> np.ndarray:
+    """uint8 [S, S, 1]: a bool [S, S] face mask as the `mask` feature stores it."""
+    return (np.asarray(mask, bool)[..., None] * np.uint8(255)).astype(np.uint8)
+
+
+def first_frame_record(
+    chosen: Sequence[Record], first_frame: int, path: str, landmarks_path: str = ""
+) -> list[Record]:
+    """[the neutral record of a sequence] when its first frame (number `first_frame`, image
+    `path`, landmark file `landmarks_path`) is not among the sequence's labelled records
+    `chosen`, else [] (a sequence that short has no frame to spare)."""
+    if any(r.frame == first_frame for r in chosen):
+        return []
+    first = dataclasses.replace(chosen[0], path=path, frame=first_frame, is_peak=False)
+    return [dataclasses.replace(first, neutral=True, landmarks_path=landmarks_path)]
 
 
 def last_frames(names: Sequence[str], k: int) -> list[tuple[int, str]]:
@@ -203,7 +232,7 @@ class FaceFolderBuilder(QuietBuilder, skip_registration=True):
             aligned = align.align_sequence(aligner, images, paths, cfg.image_size)
             for r, (image, landmarks) in zip(frames, aligned, strict=True):
                 yield (
-                    f"{r.sequence}_{r.frame}",
+                    example_key(r.sequence, r.frame, r.neutral),
                     {
                         "image": preprocess.encode_png(preprocess.to_channels(image, cfg.channels)),
                         "label": r.label,
@@ -212,6 +241,8 @@ class FaceFolderBuilder(QuietBuilder, skip_registration=True):
                         "frame": r.frame,
                         "is_peak": r.is_peak,
                         "landmarks": landmarks,
+                        "mask": mask_image(masks.landmark_face_mask(landmarks, cfg.image_size)),
+                        "neutral": r.neutral,
                     },
                 )
 

@@ -17,7 +17,8 @@ into one folder, the manual dir):
   <manual_dir>/Emotion/S005/001/S005_001_00000011_emotion.txt       (one number, e.g. 3.0000000e+00)
   <manual_dir>/Landmarks/S005/001/S005_001_00000011_landmarks.txt   (optional: 68 lines 'x y')
 Emotion codes: 0=neutral 1=anger 2=contempt 3=disgust 4=fear 5=happy 6=sadness 7=surprise. Only
-sequences with an emotion file are used; the last `label_last_frames` frames carry its label.
+sequences with an emotion file are used; the last `label_last_frames` frames carry its label, and
+with data.neutral_first_frames its first frame is a neutral face too.
 When Landmarks/ is there (Landmarks.zip), every used frame needs its file; faces are then aligned
 on those points."""
 
@@ -40,6 +41,12 @@ def parse_emotion(path: str) -> int:
             "(1=anger ... 7=surprise)."
         )
     return int(value) - 1
+
+
+def frame_number(position: int, name: str) -> int:
+    """A frame's number from its file name (S005_001_00000011.png -> 11), else its position."""
+    m = _FRAME.search(name)
+    return int(m.group(1)) if m else position
 
 
 def landmark_file(landmarks_dir: str, subj: str, seq: str, image_name: str) -> str:
@@ -92,22 +99,31 @@ class CkPlus(base.FaceFolderBuilder):
                 if not names:
                     raise DataError(f"Sequence folder {frame_dir!r} holds no images.")
                 sequence = subject * 1000 + int(seq)
-                chosen = base.last_frames(names, k)
-                for pos, name in chosen:
-                    m_frame = _FRAME.search(name)
-                    frame = int(m_frame.group(1)) if m_frame else pos
-                    lm_path = ""
-                    if has_landmarks:
-                        lm_path = landmark_file(landmarks, subj, seq, name)
-                    records.append(
-                        base.Record(
-                            path=os.path.join(frame_dir, name),
-                            label=label,
-                            subject=subject,
-                            sequence=sequence,
-                            frame=frame,
-                            is_peak=pos == len(names) - 1,
-                            landmarks_path=lm_path,
-                        )
+                used = [name for _, name in base.last_frames(names, k)]
+                if config.option("neutral_first_frames"):
+                    used.append(sorted(names)[0])
+                # Only the frames used need a landmark file.
+                lm_paths = {
+                    name: landmark_file(landmarks, subj, seq, name) if has_landmarks else ""
+                    for name in used
+                }
+                chosen = [
+                    base.Record(
+                        path=os.path.join(frame_dir, name),
+                        label=label,
+                        subject=subject,
+                        sequence=sequence,
+                        frame=frame_number(pos, name),
+                        is_peak=pos == len(names) - 1,
+                        landmarks_path=lm_paths[name],
                     )
+                    for pos, name in base.last_frames(names, k)
+                ]
+                if config.option("neutral_first_frames"):
+                    first = sorted(names)[0]
+                    path = os.path.join(frame_dir, first)
+                    records += base.first_frame_record(
+                        chosen, frame_number(0, first), path, lm_paths[first]
+                    )
+                records += chosen
         return records

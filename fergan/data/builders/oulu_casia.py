@@ -18,7 +18,8 @@ visible-light, strong-illumination folder OriginalImg/VL/Strong, given as the ma
   <manual_dir>/P001/{Anger,Disgust,Fear,Happiness,Sadness,Surprise}/...
   <manual_dir>/P002/...
 Subject ids come from the P### folder names; the last `label_last_frames` frames of each sequence
-carry its label and the last one is the peak."""
+carry its label and the last one is the peak; with data.neutral_first_frames the first frame is a
+neutral face too."""
 
 _SUBJECT = re.compile(r"^P(\d+)$")
 
@@ -44,15 +45,19 @@ class OuluCasia(base.FaceFolderBuilder):
                 names = list_images(seq_dir)
                 if not names:
                     raise DataError(f"Sequence folder {seq_dir!r} holds no images.")
-                for pos, name in base.last_frames(names, k):
-                    records.append(
-                        base.Record(
-                            path=os.path.join(seq_dir, name),
-                            label=label,
-                            subject=subject,
-                            sequence=subject * 10 + label,
-                            frame=pos,
-                            is_peak=pos == len(names) - 1,
-                        )
+                chosen = [
+                    base.Record(
+                        path=os.path.join(seq_dir, name),
+                        label=label,
+                        subject=subject,
+                        sequence=subject * 10 + label,
+                        frame=pos,
+                        is_peak=pos == len(names) - 1,
                     )
+                    for pos, name in base.last_frames(names, k)
+                ]
+                if config.option("neutral_first_frames"):
+                    path = os.path.join(seq_dir, sorted(names)[0])
+                    records += base.first_frame_record(chosen, 0, path)
+                records += chosen
         return records

@@ -34,12 +34,14 @@ class SyntheticFaces(base.QuietBuilder):
             label_last_frames=cfg.label_last_frames,
             nuisance=cfg.option("nuisance"),
             style=cfg.option("style"),
+            neutral_first_frames=bool(cfg.option("neutral_first_frames", False)),
         )
-        total = cfg.option("num_subjects") * len(face_renderer.EXPRESSIONS) * cfg.label_last_frames
+        per_sequence = cfg.label_last_frames + bool(cfg.option("neutral_first_frames", False))
+        total = cfg.option("num_subjects") * len(face_renderer.EXPRESSIONS) * per_sequence
         for fr in console.track(frames, "dataset", total, unit="frame"):
             image = preprocess.to_channels(fr.image, cfg.channels)
             yield (
-                f"{fr.sequence}_{fr.frame}",
+                base.example_key(fr.sequence, fr.frame, fr.neutral),
                 {
                     "image": preprocess.encode_png(image),
                     "label": fr.label,
@@ -49,5 +51,7 @@ class SyntheticFaces(base.QuietBuilder):
                     "is_peak": fr.is_peak,
                     # Rendered at the output size: the analytic points are already in its pixels.
                     "landmarks": fr.landmarks,
+                    "mask": base.mask_image(fr.mask),
+                    "neutral": fr.neutral,
                 },
             )
