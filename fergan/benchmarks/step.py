@@ -62,8 +62,9 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     )
     iterations = method.iterations(model)
     runner = make_runner(iterations[0][2])
-    side = "side" in method.batch_features
-    batch = runner.place_batch(random_batch(config, np.random.default_rng(0), side))
+    batch = runner.place_batch(
+        random_batch(config, np.random.default_rng(0), method.batch_features)
+    )
     init = functools.partial(method.init_state, model)
     if num_replicas > 1:  # S seeds in one program, all on the same (shared) batch.
         host_state = replicas.init_replicas(init, range(num_replicas))

@@ -3,9 +3,12 @@
 import numpy as np
 
 
-def random_batch(config, rng: np.random.Generator, side: bool = False) -> dict[str, np.ndarray]:
-    """A global batch of uniform noise images with valid labels, [B, S, S, c]; with `side`, a
-    noise side image `s` like x (a method with batch_features=('side',))."""
+def random_batch(
+    config, rng: np.random.Generator, features: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """A global batch of uniform noise images with valid labels, [B, S, S, c]; with the optional
+    `features` of a method (`pipeline.BATCH_FEATURES`), their keys too: noise side image `s`,
+    masks of ones, a noise `x_neutral`."""
     b, s, c, k = (
         config.train.batch_size,
         config.model.image_size,
@@ -13,7 +16,12 @@ def random_batch(config, rng: np.random.Generator, side: bool = False) -> dict[s
         config.model.num_classes,
     )
     y = rng.integers(0, k, b).astype(np.int32)
-    extra = {"s": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32)} if side else {}
+    noise = lambda channels: rng.uniform(-1, 1, (b, s, s, channels)).astype(np.float32)
+    extra = {"s": noise(c)} if "side" in features else {}
+    if "mask" in features:
+        extra["mask"] = np.ones((b, s, s, 1), np.float32)
+    if "neutral" in features:
+        extra |= {"x_neutral": noise(c), "mask_neutral": np.ones((b, s, s, 1), np.float32)}
     return extra | {
         "x": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
         "x_pr": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),

@@ -173,9 +173,20 @@ class _WithIndex:
         return index, int(position)
 
 
+# Optional features of a training example (a method's `batch_features`).
+BATCH_FEATURES = ("side", "mask", "neutral")
+
+
+def _mask(row: dict) -> np.ndarray:
+    """float32 [S, S, 1] in {0, 1}: a stored example's face mask."""
+    return (row["mask"] > 127).astype(np.float32)
+
+
 class _TripletLoader:
-    """Global example index + training position -> one (x, y, x_pr, y_target) example, with the
-    landmark heatmap `s` of x when `side` (flipped with x)."""
+    """Global example index + training position -> one (x, y, x_pr, y_target) example, plus the
+    optional `features` (BATCH_FEATURES): the landmark heatmap `s` of x ('side'), x's face mask
+    ('mask'), and a neutral face of a training subject with its mask ('neutral'); each is flipped
+    with its face."""
 
     def __init__(
         self,
@@ -184,14 +195,16 @@ class _TripletLoader:
         batch: int,
         seed: int,
         flip: bool,
-        side: bool = False,
+        features: tuple[str, ...] = (),
+        neutral: IndexedSource | None = None,
     ):
         self.source = source
         self.num_classes = num_classes
         self.batch = batch
         self.seed = seed
         self.flip = flip
-        self.side = side
+        self.features = features
+        self.neutral = neutral
         self.by_class = [np.flatnonzero(source.labels == k) for k in range(num_classes)]
 
     def __call__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -209,14 +222,25 @@ class _TripletLoader:
         offset = int(rng.integers(self.num_classes - 1))
         y_target = offset + (offset >= y)
         row, x_pr = self.source[pos], self.source.image(partner)
-        x, landmarks = row["image"], row["landmarks"]
+        x, landmarks, mask = row["image"], row["landmarks"], _mask(row)
         if self.flip:
             if rng.random() < 0.5:
                 x, landmarks = heatmaps.flip_face(x, landmarks)
+                mask = mask[:, ::-1]
             x_pr = x_pr[:, ::-1] if rng.random() < 0.5 else x_pr
         extra = {}
-        if self.side:
+        if "side" in self.features:
             extra["s"] = heatmaps.landmark_heatmap(landmarks, x.shape[1], x.shape[-1])
+        if "mask" in self.features:
+            extra["mask"] = np.ascontiguousarray(mask)
+        if "neutral" in self.features:
+            # Drawn after every other draw, so the other keys are the same with or without it.
+            neutral = self.neutral[int(rng.integers(len(self.neutral)))]
+            face, face_mask = neutral["image"], _mask(neutral)
+            if self.flip and rng.random() < 0.5:
+                face, face_mask = face[:, ::-1], face_mask[:, ::-1]
+            extra["x_neutral"] = to_float(np.ascontiguousarray(face))
+            extra["mask_neutral"] = np.ascontiguousarray(face_mask)
         return extra | {
             "x": to_float(x),
             "y": np.int32(y),
@@ -234,7 +258,7 @@ def make_train_iterator(
     *,
     process_index: int = 0,
     process_count: int = 1,
-    side: bool = False,
+    features: tuple[str, ...] = (),
 ) -> grain.DatasetIterator:
     """Infinite iterator over this process's share of each global training batch.
 
@@ -244,8 +268,11 @@ def make_train_iterator(
 
     Yields:
       dicts with `x` float32 [b, H, W, C] in [-1, 1], `y` int32 [b], `x_pr` float32 [b, H, W, C]
-      (same class as `y`), `y_target` int32 [b] (!= y); b = B / process_count; with `side`,
-      also `s` float32 [b, H, W, C] in [-1, 1], the landmark heatmap of x (flipped with x).
+      (same class as `y`), `y_target` int32 [b] (!= y); b = B / process_count; and per
+      `features` (BATCH_FEATURES): 'side' `s` float32 [b, H, W, C] in [-1, 1], the landmark
+      heatmap of x; 'mask' `mask` float32 [b, H, W, 1] in {0, 1}, x's face mask; 'neutral'
+      `x_neutral` [b, H, W, C] and `mask_neutral` [b, H, W, 1], a neutral face of a training
+      subject drawn uniformly per example (data.neutral_first_frames), with its mask.
     """
     batch = int(config.train.batch_size)
     if process_count < 1 or not 0 <= process_index < process_count:
@@ -257,9 +284,23 @@ def make_train_iterator(
     check_classes(datasets.num_classes, datasets.class_names, datasets.name)
     if len(datasets.train) == 0:
         raise ValueError(f"Fold {config.data.fold} of {datasets.name} has no training frames.")
+    unknown = sorted(set(features) - set(BATCH_FEATURES))
+    if unknown:
+        raise ValueError(f"Unknown batch features {unknown}; allowed: {BATCH_FEATURES}.")
+    if "neutral" in features and len(datasets.train_neutral) == 0:
+        raise ValueError(
+            f"Fold {config.data.fold} of {datasets.name} has no neutral training faces; set "
+            "data.neutral_first_frames=True."
+        )
     seed = int(config.seed)
     loader = _TripletLoader(
-        datasets.train, datasets.num_classes, batch, seed, config.data.flip, side
+        datasets.train,
+        datasets.num_classes,
+        batch,
+        seed,
+        config.data.flip,
+        tuple(features),
+        datasets.train_neutral,
     )
     ds = grain.MapDataset.range(len(datasets.train)).shuffle(seed=seed % 2**32).repeat(None)
     ds = ds.map_with_index(_WithIndex())

@@ -1,4 +1,4 @@
-"""Building blocks shared by the networks of Tables I-II."""
+"""Building blocks shared by the networks of Tables I-II and by the methods' networks."""
 
 import math
 from typing import Any
@@ -161,3 +161,40 @@ def instance_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.Ins
 def flatten(x: jax.Array) -> jax.Array:
     """[B, ...] -> [B, prod(...)] in NHWC order."""
     return jnp.reshape(x, (x.shape[0], -1))
+
+
+def tile_code(h: jax.Array, code: jax.Array) -> jax.Array:
+    """Latent h [B, H, W, n] and code [B, K] -> [B, H, W, n + K], the code copied to every cell."""
+    b, hh, ww, _ = h.shape
+    tiled = jnp.broadcast_to(code[:, None, None, :].astype(h.dtype), (b, hh, ww, code.shape[-1]))
+    return jnp.concatenate([h, tiled], axis=-1)
+
+
+class ResidualBlock(nn.Module):
+    """x + IN(Conv3(ReLU(IN(Conv3(x))))) at a fixed width: [B, H, W, C] -> [B, H, W, C]."""
+
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        ch = x.shape[-1]
+        y = nn.Conv(ch, (3, 3), padding=1, use_bias=False, name="conv0", dtype=self.dtype)(x)
+        y = nn.relu(instance_norm("norm0", self.dtype)(y))
+        y = nn.Conv(ch, (3, 3), padding=1, use_bias=False, name="conv1", dtype=self.dtype)(y)
+        return x + instance_norm("norm1", self.dtype)(y)
+
+
+def conv_in_relu(x, features, kernel, stride, name, dtype):
+    """Conv (no bias: IN shifts) + IN + ReLU: [B, H, W, Ci] -> [B, H/stride, W/stride, C].
+    Padding (k - 1) // 2: 3 for a 7x7/1 stem, 1 for 4x4/2 and 3x3/2 (exact halvings)."""
+    pad = (kernel - 1) // 2
+    x = nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=stride,
+        padding=pad,
+        use_bias=False,
+        name=f"{name}_conv",
+        dtype=dtype,
+    )(x)
+    return nn.relu(instance_norm(f"{name}_norm", dtype)(x))

@@ -91,13 +91,13 @@ class ReplicaIterators:
             it.set_state(s)
 
 
-def make_iterator(config: ml_collections.ConfigDict, datasets, side: bool = False):
-    """The run's training iterator: one stream, or one per replica (`replica_data`); `side`
-    adds the landmark heatmap `s` of x to each example."""
+def make_iterator(config: ml_collections.ConfigDict, datasets, features: tuple[str, ...] = ()):
+    """The run's training iterator: one stream, or one per replica (`replica_data`); `features`
+    adds the method's optional batch features (`pipeline.BATCH_FEATURES`) to each example."""
     kwargs = {
         "process_index": jax.process_index(),
         "process_count": jax.process_count(),
-        "side": side,
+        "features": tuple(features),
     }
     if config.num_replicas > 1 and config.replica_data == "per_replica":
         iterators = []

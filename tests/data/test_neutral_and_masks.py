@@ -75,7 +75,7 @@ def test_oulu_first_frames_are_neutral(tmp_path, data_dir):
 
 def test_expression_folder_refuses_neutral_frames():
     config = small_config(name="expression_folder", neutral_first_frames=True)
-    with pytest.raises(ValueError, match="data.neutral_first_frames"):
+    with pytest.raises(ValueError, match=r"data\.neutral_first_frames"):
         builders.builder_config(config)
 
 
@@ -103,7 +103,7 @@ def test_synthetic_neutral_frames_and_folds(data_dir):
 
 
 def test_synthetic_neutral_needs_an_unlabelled_first_frame():
-    with pytest.raises(ValueError, match="data.label_last_frames"):
+    with pytest.raises(ValueError, match=r"data\.label_last_frames"):
         next(face_renderer.generate(0, 1, 32, 3, 3, neutral_first_frames=True))
 
 
@@ -116,7 +116,7 @@ def test_landmark_mask_covers_the_face_and_the_forehead():
     # Every landmark is inside (the dilated hull), and so is the forehead above the brows.
     assert mask[y.clip(0, size - 1), x.clip(0, size - 1)].all()
     brow_top = int(points[17:27, 1].min())
-    centre = int(round(points[27, 0]))
+    centre = round(float(points[27, 0]))
     assert mask[brow_top - 3, centre]
     # The corners are background, and the mask tracks the renderer's own outline.
     assert not mask[0, 0] and not mask[-1, 0] and not mask[-1, -1]
@@ -130,3 +130,35 @@ def test_landmark_mask_without_landmarks_is_the_whole_image():
     assert masks.landmark_face_mask(points, 32).all()
     with pytest.raises(ValueError, match="landmarks must have shape"):
         masks.landmark_face_mask(np.zeros((5, 2)), 32)
+
+
+def test_batches_carry_masks_and_neutral_faces_flipped_with_them(data_dir):
+    config = small_config(neutral_first_frames=True, flip=True)
+    ds = pipeline.build_datasets(config, data_dir)
+    take = lambda it: [next(it) for _ in range(3)]
+    plain = take(pipeline.make_train_iterator(config, ds))
+    full = take(pipeline.make_train_iterator(config, ds, features=("mask", "neutral")))
+    stored = {}
+    for source in (ds.train, ds.train_neutral):
+        for i in range(len(source)):
+            row = source[i]
+            stored[row["image"].tobytes()] = row["mask"][..., 0] > 127
+    neutral_images = {ds.train_neutral.image(i).tobytes() for i in range(len(ds.train_neutral))}
+    flipped = 0
+    for a, b in zip(plain, full, strict=True):
+        for key in a:  # The features add keys and change nothing else.
+            np.testing.assert_array_equal(a[key], b[key])
+        for face, mask, is_neutral in [
+            *zip(b["x"], b["mask"], [False] * len(b["x"]), strict=True),
+            *zip(b["x_neutral"], b["mask_neutral"], [True] * len(b["x"]), strict=True),
+        ]:
+            image = np.round((face + 1) * 127.5).astype(np.uint8)
+            if image.tobytes() not in stored:
+                image, mask = image[:, ::-1], mask[:, ::-1]
+                flipped += 1
+            assert (image.tobytes() in neutral_images) == is_neutral
+            np.testing.assert_array_equal(mask[..., 0] > 0.5, stored[image.tobytes()])
+    assert flipped > 0
+    with pytest.raises(ValueError, match="neutral_first_frames=True"):
+        pipeline.make_train_iterator(small_config(), pipeline.build_datasets(small_config(),
+                                     data_dir), features=("neutral",))  # fmt: skip

@@ -147,7 +147,7 @@ def test_side_heatmaps_follow_their_faces_through_the_flip(tmp_path):
     train = pipeline.eval_arrays(ds, "train")
     by_image = {x.tobytes(): lm for x, lm in zip(train["x"], train["landmarks"], strict=True)}
     plain = _take(pipeline.make_train_iterator(config, ds), 3)
-    with_side = _take(pipeline.make_train_iterator(config, ds, side=True), 3)
+    with_side = _take(pipeline.make_train_iterator(config, ds, features=("side",)), 3)
     flipped = 0
     for a, b in zip(plain, with_side, strict=True):
         assert "s" not in a and b["s"].shape == b["x"].shape  # [b, 32, 32, 1]

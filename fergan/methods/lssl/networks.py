@@ -28,7 +28,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fergan.models.layers import Dtype, flatten, instance_norm, num_halvings, scaled
+from fergan.models.layers import (
+    Dtype,
+    ResidualBlock,
+    conv_in_relu,
+    flatten,
+    instance_norm,
+    num_halvings,
+    scaled,
+    tile_code,
+)
 
 # Table I at 128 px: the 7x7 stem, then the stride-2 stages' output channels.
 _STEM_CHANNELS = 64
@@ -72,43 +81,6 @@ def depth_to_space(x: jax.Array, factor: int = 2) -> jax.Array:
     return x.reshape(b, h * factor, w * factor, c)
 
 
-def tile_code(h: jax.Array, code: jax.Array) -> jax.Array:
-    """Latent h [B, H, W, n] and code [B, K] -> [B, H, W, n + K], the code copied to every cell."""
-    b, hh, ww, _ = h.shape
-    tiled = jnp.broadcast_to(code[:, None, None, :].astype(h.dtype), (b, hh, ww, code.shape[-1]))
-    return jnp.concatenate([h, tiled], axis=-1)
-
-
-class _ResidualBlock(nn.Module):
-    """x + IN(Conv3(ReLU(IN(Conv3(x))))) at a fixed width: [B, H, W, C] -> [B, H, W, C]."""
-
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        ch = x.shape[-1]
-        y = nn.Conv(ch, (3, 3), padding=1, use_bias=False, name="conv0", dtype=self.dtype)(x)
-        y = nn.relu(instance_norm("norm0", self.dtype)(y))
-        y = nn.Conv(ch, (3, 3), padding=1, use_bias=False, name="conv1", dtype=self.dtype)(y)
-        return x + instance_norm("norm1", self.dtype)(y)
-
-
-def _conv_in_relu(x, features, kernel, stride, name, dtype):
-    """Conv (no bias: IN shifts) + IN + ReLU: [B, H, W, Ci] -> [B, H/stride, W/stride, C]."""
-    # (k - 1) // 2 is Table I's padding: 3 for the 7x7/1 stem, 1 for 4x4/2 (an exact halving).
-    pad = (kernel - 1) // 2
-    x = nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=stride,
-        padding=pad,
-        use_bias=False,
-        name=f"{name}_conv",
-        dtype=dtype,
-    )(x)
-    return nn.relu(instance_norm(f"{name}_norm", dtype)(x))
-
-
 class LsslEncoder(nn.Module):
     """Genc: the (x, s) stack [B, S, S, c_in] -> latent h [B, 8, 8, n] (Table I, upper half)."""
 
@@ -120,11 +92,11 @@ class LsslEncoder(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(self.dtype)
         stem, *downs = encoder_channels(self.image_size, self.width)
-        x = _conv_in_relu(x, stem, 7, 1, "enc0", self.dtype)
+        x = conv_in_relu(x, stem, 7, 1, "enc0", self.dtype)
         for i, ch in enumerate(downs, start=1):
-            x = _conv_in_relu(x, ch, 4, 2, f"enc{i}", self.dtype)
+            x = conv_in_relu(x, ch, 4, 2, f"enc{i}", self.dtype)
         for i in range(_NUM_RESIDUAL_BLOCKS):
-            x = _ResidualBlock(self.dtype, name=f"res{i}")(x)
+            x = ResidualBlock(self.dtype, name=f"res{i}")(x)
         return x.astype(jnp.float32)
 
 
