@@ -144,6 +144,22 @@ def get_config() -> ml_collections.ConfigDict:
     config.lssl.recognizer_learning_rate = 1e-4  # Adam, decayed over stage 2's second half.
     config.lssl.parser_weights = ""  # Face parser of L_p ('' = <workdir>/parser_weights, trained).
 
+    # Method 'ecgan' (docs/methods.md): a conditional CycleGAN between neutral and expressive
+    # faces (needs data.neutral_first_frames), then recognizers on real (+ generated) faces.
+    config.ecgan = ml_collections.ConfigDict()
+    config.ecgan.epochs = 200.0  # Stage 1 in passes over the labelled training frames (paper).
+    config.ecgan.learning_rate = 2e-4  # Adam (optim.b1, optim.b2); decay over optim.decay_fraction.
+    config.ecgan.generator = "resnet"  # 'resnet' (CycleGAN's ResNet-6) or 'fesr' (FESR's G).
+    config.ecgan.lambda_cyc = 10.0  # Eq. 2 (decision: CycleGAN's default).
+    config.ecgan.lambda_id = 5.0  # Eq. 4 (decision: CycleGAN's default).
+    config.ecgan.lambda_context = 1.0  # Eq. 3 on the frozen LightCNN trunk (decision).
+    config.ecgan.lambda_mask = 10.0  # Eq. 5 (decision).
+    config.ecgan.mask_loss = "weighted"  # 'weighted' (decision) or 'masked_input' (as extracted).
+    # Stage 2 in passes over the labelled training frames; each batch of real faces comes with as
+    # many generated ones (decision: the paper gives no schedule).
+    config.ecgan.recognizer_epochs = 20.0
+    config.ecgan.recognizer_learning_rate = 1e-4  # Adam, decayed over stage 2's second half.
+
     config.determinism = ml_collections.ConfigDict()
     # Cap on the instruction set XLA:CPU compiles for (fergan.main sets it before JAX starts):
     # '' = this host's own, so CPU bits differ between CPUs; 'AVX2' = the same bits on every x86
@@ -153,15 +169,28 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 # Variants that name their method (BASELINE, shared by every method, keeps the config's).
-METHOD_OF_VARIANT = {"LSSL": "lssl", "LSSL-P": "lssl", "LSSL-BI": "lssl", "LSSL-S": "lssl"}
+METHOD_OF_VARIANT = {
+    "LSSL": "lssl",
+    "LSSL-P": "lssl",
+    "LSSL-BI": "lssl",
+    "LSSL-S": "lssl",
+    "ECGAN": "ecgan",
+    "ECGAN-M": "ecgan",
+    "ECGAN-C": "ecgan",
+}
+# Data keys a method needs, set with its variant (ECGAN translates neutral faces).
+DATA_OF_METHOD = {"ecgan": {"neutral_first_frames": True}}
 
 
 def with_variant(
     config: ml_collections.ConfigDict, variant: str | None
 ) -> ml_collections.ConfigDict:
     """Apply a variant given as the config argument (`configs/<name>.py:FESR_JL-RDBP`,
-    `configs/<name>.py:LSSL`); a method's own variant selects that method."""
+    `configs/<name>.py:LSSL`); a method's own variant selects that method and the data keys it
+    needs (DATA_OF_METHOD)."""
     if variant:
         config.variant = variant
         config.method = METHOD_OF_VARIANT.get(variant, config.method)
+        for key, value in DATA_OF_METHOD.get(config.method, {}).items():
+            config.data[key] = value
     return config

@@ -325,14 +325,16 @@ def make_train_iterator(
 
 
 def eval_arrays(datasets: Datasets, split: str = "test") -> dict[str, np.ndarray]:
-    """Every example of `split` ('train' or 'test') as numpy arrays.
+    """Every example of `split` ('train', 'test', 'train_neutral' or 'test_neutral') as numpy
+    arrays.
 
     Returns:
       `x` float32 [N, H, W, C] in [-1, 1], `y` int32 [N], `subject` int32 [N], `sequence` int32 [N],
       `frame` int32 [N], `landmarks` float32 [N, 68, 2] ((x, y) pixels, NaN where unknown).
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    splits = ("train", "test", "train_neutral", "test_neutral")
+    if split not in splits:
+        raise ValueError(f"split must be one of {splits}, got {split!r}.")
     src: IndexedSource = getattr(datasets, split)
     shape = (0, datasets.image_size, datasets.image_size, datasets.channels)
     rows = [src[i] for i in range(len(src))]  # Each example decoded once.

@@ -54,7 +54,8 @@ def judge_accuracy_real(
 
 
 def edit_pairs(y: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (face i, target b) with b in `classes` and b != y[i]: (sources [P], targets [P])."""
+    """Every (face i, target b) with b in `classes` and b != y[i] (y[i] = -1, a neutral face: every
+    b): (sources [P], targets [P])."""
     src = np.repeat(np.arange(len(y)), len(classes))
     tgt = np.tile(classes, len(y))
     keep = tgt != y[src]

@@ -361,14 +361,18 @@ class JudgeContext:
             )
         return self._probe_accuracy
 
-    def metrics(self, editor: Editor | None, test: dict, intensity: bool = True) -> dict:
+    def metrics(
+        self, editor: Editor | None, test: dict, intensity: bool = True, sources: dict | None = None
+    ) -> dict:
         """The judge metrics of METRICS (None where skipped) plus `judge` (its name or None),
         `judge_excluded_classes` and `judge_info`.
 
         editor: the method's renderer (`Method.editor`), or None for a run without one (edit
         metrics None). test: `x` [N, S, S, c] in [-1, 1], `y` [N] and `landmarks` [N, 68, 2]
         (pipeline.eval_arrays). intensity: False for an editor without an intensity
-        (`Method.edits_intensity`): the intensity metrics stay None.
+        (`Method.edits_intensity`): the intensity metrics stay None. sources: the faces the edits
+        start from, like `test` (default: `test`); a source with y = -1 (a neutral face) is
+        edited to every class.
         """
         out = dict.fromkeys(METRICS)
         out["linear_probe_accuracy"] = self.probe_accuracy(test)
@@ -382,15 +386,16 @@ class JudgeContext:
         out["judge_accuracy_real"] = edit_metrics.judge_accuracy_real(
             judge.predict, x, y, judge.classes
         )
-        landmarks = test.get("landmarks")
+        sources = test if sources is None else sources
+        src_x, landmarks = sources["x"], sources.get("landmarks")
         if editor is not None:
             k = len(self.datasets.class_names)
             out["edit_accuracy"] = edit_metrics.edit_accuracy(
-                editor, judge.predict, x, y, k, judge.classes, landmarks
+                editor, judge.predict, src_x, sources["y"], k, judge.classes, landmarks
             )
         if editor is not None and intensity:
             response = edit_metrics.intensity_response(
-                editor, judge.predict, x, judge.classes, landmarks=landmarks
+                editor, judge.predict, src_x, judge.classes, landmarks=landmarks
             )
             out["intensity_spearman"] = edit_metrics.intensity_spearman(response)
             out["intensity_gap"] = edit_metrics.intensity_gap(response)

@@ -137,7 +137,7 @@ def evaluate_fold(config: ml_collections.ConfigDict, fdir: str) -> dict:
             "synthesis": None,
             "verification": None,
             # edit_accuracy, judge_accuracy_real, intensity_*, linear_probe_accuracy, judge.
-            "judge": setup.judging.metrics(editor, test, method.edits_intensity),
+            "judge": setup.judge_metrics(state, test),
         }
         features = {"real_features": out["feature"], "real_labels": test["y"]}
         if editor is not None:

@@ -77,6 +77,25 @@ class Setup:
         """The method's renderer for `state`, or None (no generator)."""
         return self.method.editor(self.model, state) if self.method.editor else None
 
+    def edit_sources(self, test: dict) -> dict:
+        """The faces edits start from: the held-out `test` arrays, or for a method that edits
+        neutral faces the held-out subjects' neutral faces, y = -1 (every class a target)."""
+        if not self.method.edits_from_neutral:
+            return test
+        return pipeline.eval_arrays(self.datasets, "test_neutral") | {
+            "y": np.full(len(self.datasets.test_neutral), -1, np.int32)
+        }
+
+    def judge_metrics(self, state, test: dict) -> dict:
+        """The judge's metrics of `state`'s editor, and the method's own `extra_metrics`."""
+        sources = self.edit_sources(test)
+        out = self.judging.metrics(
+            self.editor(state), test, self.method.edits_intensity, sources=sources
+        )
+        if self.method.extra_metrics:
+            out |= self.method.extra_metrics(self.model, state, sources)
+        return out
+
 
 def _first_non_finite(history: list[tuple[int, dict]]) -> tuple[int, str, float] | None:
     """(step, metric name, value) of the first NaN/Inf in the history, else None."""
@@ -112,13 +131,18 @@ def _evaluate_and_report(setup: Setup, state, arrays, writer, step, samples_dir)
     else:
         metrics, _ = setup.held_out(state, arrays)
         scalars = {f"eval/{k}": v for k, v in metrics.items()}
-    judged = setup.judging.metrics(setup.editor(state), arrays, setup.method.edits_intensity)
+    judged = setup.judge_metrics(state, arrays)
     metrics.update(judged)
     scalars.update({f"eval/{k}": v for k, v in judged.items() if isinstance(v, float)})
     writer.write_scalars(step, scalars)
     if setup.method.write_samples:
         grids = setup.method.write_samples(
-            setup.model, state, arrays, setup.datasets.class_names, samples_dir, setup.config.seed
+            setup.model,
+            state,
+            setup.edit_sources(arrays),
+            setup.datasets.class_names,
+            samples_dir,
+            setup.config.seed,
         )
         if grids:
             writer.write_images(step, {f"samples/{k}": v[None] for k, v in grids.items()})

@@ -9,7 +9,11 @@ import importlib
 from fergan.methods.base import Method
 
 # Built-in methods: name -> module whose import registers it.
-BUILT_IN = {"fesr": "fergan.methods.fesr", "lssl": "fergan.methods.lssl"}
+BUILT_IN = {
+    "fesr": "fergan.methods.fesr",
+    "lssl": "fergan.methods.lssl",
+    "ecgan": "fergan.methods.ecgan",
+}
 
 _REGISTRY: dict[str, Method] = {}
 

@@ -60,8 +60,9 @@ class Method:
       editor(model, state) -> Editor | None: renders faces with a target expression/intensity.
       synthetic_faces(model, state, per_class, seed) -> (faces [P*K, S, S, c], labels [P*K]).
       identity_features(model, state) -> FeatureFn: the identity features of verification.
-      write_samples(model, state, test, class_names, folder, seed) -> {name: image grid}: the
-        method's sample figures, written into `folder`.
+      write_samples(model, state, sources, class_names, folder, seed) -> {name: image grid}:
+        the method's sample figures, written into `folder`; `sources` are the held-out faces
+        its edits start from (the test faces, or with `edits_from_neutral` the neutral ones).
       check_config(config): method keys that can be checked before anything is built.
       prepare(config, folder): sets the config keys naming pretrained files the method needs
         besides the identity network (trained into `folder` first when missing); `config` is an
@@ -79,6 +80,11 @@ class Method:
       tsne_first: variants whose t-SNE panels stand first, side by side, in a CV's figure.
       edits_intensity: whether the editor honours its intensities (else the intensity metrics
         are not computed).
+      edits_from_neutral: the editor translates neutral faces (data.neutral_first_frames): the
+        edit metrics start from the held-out subjects' neutral faces, every class a target.
+    Optional, evaluation:
+      extra_metrics(model, state, sources) -> {name: float}: the method's own held-out metrics
+        on the editor's inputs `sources` (pipeline.eval_arrays of the test or neutral faces).
     """
 
     name: str
@@ -101,6 +107,8 @@ class Method:
     batch_features: tuple[str, ...] = ()
     tsne_first: tuple[str, ...] = ()
     edits_intensity: bool = True
+    edits_from_neutral: bool = False
+    extra_metrics: Callable[[Any, PyTree, dict], dict] | None = None
 
     @property
     def has_identity_network(self) -> bool:

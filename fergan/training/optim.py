@@ -7,6 +7,7 @@ none in stage 1; LSSL's D makes n_critic per iteration).
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import optax
 
 from fergan.types import PyTree
@@ -35,3 +36,10 @@ def adam_step(net: NetState, grads: PyTree, lr: jax.Array, b1: float, b2: float)
     updates, opt_state = adam(b1, b2).update(grads, net.opt_state, net.params)
     params = jax.tree.map(lambda p, u: p - lr * u, net.params, updates)
     return NetState(params=params, opt_state=opt_state)
+
+
+def linear_decay(rate: float, step: jax.Array, end: int, decay_steps: int) -> jax.Array:
+    """`rate` until `decay_steps` iterations before `end`, then linearly to 0 at `end`; `step`
+    is the scalar int iteration counter."""
+    remaining = (end - step).astype(jnp.float32)
+    return rate * jnp.clip(remaining / decay_steps, 0.0, 1.0)

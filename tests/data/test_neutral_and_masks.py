@@ -73,10 +73,27 @@ def test_oulu_first_frames_are_neutral(tmp_path, data_dir):
     assert rows[0]["image"].mean() < rows[1]["image"].mean()  # The first (darkest) frame.
 
 
-def test_expression_folder_refuses_neutral_frames():
+def test_expression_folder_neutral_frames_need_sequences(tmp_path, data_dir):
     config = small_config(name="expression_folder", neutral_first_frames=True)
-    with pytest.raises(ValueError, match=r"data\.neutral_first_frames"):
+    with pytest.raises(ValueError, match=r"only with data\.sequence_regex"):
         builders.builder_config(config)
+    manual = tmp_path / "folder"
+    for f in range(4):
+        write_png(manual / "happy" / f"S001_002_{f:03d}.png", 20 * f + 10)
+    config = small_config(
+        name="expression_folder",
+        manual_dir=str(manual),
+        neutral_first_frames=True,
+        class_names="happy,sad",
+        sequence_regex=r"_(?P<sequence>\d+)_(?P<frame>\d+)",
+    )
+    (manual / "sad").mkdir()
+    write_png(manual / "sad" / "S002_001_000.png", 99)
+    write_png(manual / "sad" / "S002_001_001.png", 99)
+    config.model.num_classes = 2
+    got = [(int(r["frame"]), bool(r["neutral"])) for r in _rows(config, data_dir)]
+    # happy: frame 0 neutral, 1..3 labelled; sad's 2-frame sequence is all labelled.
+    assert sorted(got) == [(0, False), (0, True), (1, False), (1, False), (2, False), (3, False)]
 
 
 def test_synthetic_neutral_frames_and_folds(data_dir):

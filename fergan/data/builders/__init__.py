@@ -45,6 +45,7 @@ __all__ = [
     "OuluCasia",
     "SyntheticFaces",
     "builder_config",
+    "check_neutral_frames",
     "example_subjects",
     "make_builder",
     "manual_dir",
@@ -73,6 +74,17 @@ def manual_dir(data: ml_collections.ConfigDict) -> str:
     return path
 
 
+def check_neutral_frames(data: ml_collections.ConfigDict) -> None:
+    """ValueError when `data.neutral_first_frames` is on for a database without sequences."""
+    if not data.get("neutral_first_frames", False) or data.name != "expression_folder":
+        return
+    if not data.get("sequence_regex", ""):
+        raise ValueError(
+            "data.neutral_first_frames=True needs sequences: expression_folder has them only "
+            "with data.sequence_regex (synthetic_faces, ck_plus and oulu_casia always)."
+        )
+
+
 def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
     """The TFDS builder config for `config.data.name`, from the fergan config.
 
@@ -87,13 +99,9 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
         "channels": int(config.model.channels),
         "label_last_frames": int(data.label_last_frames),
     }
+    check_neutral_frames(data)
     # Only when on, so the sets without neutral frames keep their names.
     neutral = {"neutral_first_frames": True} if data.get("neutral_first_frames", False) else {}
-    if neutral and data.name == "expression_folder":
-        raise ValueError(
-            "data.neutral_first_frames=True needs sequences (synthetic_faces, ck_plus or "
-            "oulu_casia); expression_folder has none."
-        )
     if data.name == "synthetic_faces":
         seed = data.synthetic_seed if data.synthetic_seed >= 0 else config.seed
         extra = {
@@ -108,7 +116,7 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
         return make_config(class_names=face_renderer.EXPRESSIONS, extra=extra, **common)
     extra = dict(neutral)
     if data.name == "expression_folder":
-        extra = {"subject_regex": data.subject_regex, "sequence_regex": data.sequence_regex}
+        extra |= {"subject_regex": data.subject_regex, "sequence_regex": data.sequence_regex}
     root = manual_dir(data)
     return make_config(
         class_names=_class_names(data, root),

@@ -89,15 +89,18 @@ class ExpressionFolder(base.FaceFolderBuilder):
         for seq_id, key in enumerate(sorted(seqs)):
             label, subject, _ = key
             frames = sorted(seqs[key])
-            for frame, path in frames[-k:]:
-                records.append(
-                    base.Record(
-                        path=path,
-                        label=label,
-                        subject=subject_ids[subject],
-                        sequence=seq_id,
-                        frame=frame,
-                        is_peak=frame == frames[-1][0],
-                    )
+            chosen = [
+                base.Record(
+                    path=path,
+                    label=label,
+                    subject=subject_ids[subject],
+                    sequence=seq_id,
+                    frame=frame,
+                    is_peak=frame == frames[-1][0],
                 )
+                for frame, path in frames[-k:]
+            ]
+            if seq_re is not None and config.option("neutral_first_frames"):
+                records += base.first_frame_record(chosen, *frames[0])
+            records += chosen
         return records

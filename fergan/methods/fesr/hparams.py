@@ -4,11 +4,11 @@ config."""
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from fergan.methods.fesr.variants import Variant, get_variant
 from fergan.training.cpu_workarounds import gate_by_select
+from fergan.training.optim import linear_decay
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +40,7 @@ class StepHParams:
         so BASELINE's R update s runs at the rate of FESR_JL's R update at P_pre + s.
         """
         decay_steps = max(1, round((self.total_steps + self.lr_offset) * self.decay_fraction))
-        remaining = (self.total_steps - step).astype(jnp.float32)
-        return self.learning_rate * jnp.clip(remaining / decay_steps, 0.0, 1.0)
+        return linear_decay(self.learning_rate, step, self.total_steps, decay_steps)
 
 
 def schedule_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int, int]:

@@ -33,6 +33,7 @@ from fergan.methods.fesr.variants import Variant
 from fergan.models import LightCNN29, to_lightcnn_input
 from fergan.models.recognizer import DROPOUT_RATE, RecognizerHead, rext_feature_dim
 from fergan.training import cpu_workarounds
+from fergan.training.collectives import pmean, sample_indices
 from fergan.training.optim import NetState, adam_step
 from fergan.types import Batch, Metrics, PyTree
 
@@ -93,10 +94,6 @@ def synthetic_labels(y: jax.Array, variant: Variant, num_classes: int) -> jax.Ar
     if not variant.synthetic_from_real:
         return y
     return jnp.tile(jnp.arange(num_classes, dtype=y.dtype), y.shape[0])
-
-
-def _pmean(tree, axis_name: str | None):
-    return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
 def _branch(hp: StepHParams, pred: jax.Array, taken: Callable, fallback: Callable, *operands):
@@ -201,7 +198,7 @@ class StepContext:
 
     def adam_update(self, net: NetState, grads) -> NetState:
         """Average gradients over devices, then one Adam step at this iteration's rate."""
-        return adam_step(net, _pmean(grads, self.axis_name), self.lr, self.hp.b1, self.hp.b2)
+        return adam_step(net, pmean(grads, self.axis_name), self.lr, self.hp.b1, self.hp.b2)
 
     def r_trunk_real(self, r_params) -> tuple[jax.Array, jax.Array]:
         """R's trunk outputs on x and x_pr, [B, S/8, S/8, C] each. A frozen trunk does not
@@ -228,12 +225,7 @@ def prepare(
     """Draw the iteration's noise and run the forward passes every update shares."""
     v = hp.variant
     x = batch["x"]
-    local_batch = x.shape[0]
-    if "slot" in batch:  # The sample's position in the global batch, from the pipeline.
-        indices = batch["slot"]
-    else:  # Rows in global-batch order: device i holds rows [i * b, (i + 1) * b).
-        first = 0 if axis_name is None else lax.axis_index(axis_name) * local_batch
-        indices = first + jnp.arange(local_batch)
+    indices = sample_indices(batch, axis_name)
     key = jax.random.fold_in(state.rng, state.step)
     noise = per_sample_noise(
         key,
@@ -446,4 +438,4 @@ def train_step(
     for update in UPDATES:
         state, m = update(ctx, state)
         metrics |= m
-    return state.replace(step=state.step + 1), _pmean(metrics, axis_name)
+    return state.replace(step=state.step + 1), pmean(metrics, axis_name)

@@ -15,7 +15,8 @@ from fergan.evaluation import cv_metrics, figures
 from fergan.identity.features import identity_features as lightcnn_features
 from fergan.methods.base import Editor, FeatureFn
 from fergan.methods.lssl.model import LsslModel
-from fergan.methods.lssl.step import LsslState, recognize
+from fergan.methods.lssl.step import LsslState
+from fergan.training.recognition import recognize
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -23,7 +24,7 @@ def evaluate_batch(model: LsslModel, state: LsslState, x, y) -> dict[str, jax.Ar
     """Per-example outputs on x [B, S, S, c], y [B]: the recognizer's class and feature (D is
     not scored: with a side input it judges (x, s) pairs, which held-out faces lack)."""
     del y
-    feature, logits = recognize(model, state, state.r.params, x)
+    feature, logits = recognize(model.recognizer, model.identity, state.identity, state.r.params, x)
     return {"prediction": jnp.argmax(logits, -1), "feature": feature}
 
 

@@ -17,13 +17,13 @@ import dataclasses
 import math
 
 import flax.linen as nn
-import jax.numpy as jnp
 import ml_collections
 
 from fergan.methods.lssl.losses import CLS_LOSSES
 from fergan.methods.lssl.networks import LsslDiscriminator, LsslGenerator
 from fergan.methods.lssl.parser import parser_module
 from fergan.models import LightCNN29, RecognizerHead
+from fergan.training.optim import linear_decay
 
 ID_LABELS = ("target", "source")
 # 'r': fergan's R (RecognizerHead on the frozen LightCNN-29 trunk); 'discriminator': the paper's
@@ -79,9 +79,7 @@ class LsslHParams:
     def _decayed(self, rate: float, step, end: int, length: int):
         """`rate`, then linear decay to 0 over the last `decay_fraction` of a stage of `length`
         iterations ending at `end`."""
-        decay_steps = max(1, round(length * self.decay_fraction))
-        remaining = (end - step).astype(jnp.float32)
-        return rate * jnp.clip(remaining / decay_steps, 0.0, 1.0)
+        return linear_decay(rate, step, end, max(1, round(length * self.decay_fraction)))
 
     def learning_rate_at(self, step):
         """G's and D's rate in stage 1 (A Sec. IV: linear decay over the second half)."""
@@ -125,11 +123,6 @@ class LsslModel:
     @property
     def pre_steps(self) -> int:
         return self.hp.gan_steps
-
-    @property
-    def recognizer_on_trunk(self) -> bool:
-        """True for fergan's R, which reads the LightCNN trunk's output."""
-        return isinstance(self.recognizer, RecognizerHead)
 
 
 def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> LsslHParams:

@@ -20,8 +20,9 @@ from fergan import losses as shared_losses
 from fergan.methods.lssl import losses
 from fergan.methods.lssl.model import LsslModel
 from fergan.methods.lssl.parser import load_parser, parser_loss
-from fergan.models import LightCNN29, to_lightcnn_input
-from fergan.models.recognizer import DROPOUT_RATE, rext_feature_dim
+from fergan.models import LightCNN29
+from fergan.training import recognition, stages
+from fergan.training.collectives import pmean, sample_indices
 from fergan.training.optim import NetState, adam_step, init_net
 from fergan.types import Batch, Metrics, PyTree
 
@@ -56,14 +57,10 @@ def init_state(
     k_g, k_d, k_p, k_r, k_id, k_run = jax.random.split(jax.random.PRNGKey(seed), 6)
     net = lambda params: init_net(params, model.hp.b1, model.hp.b2)
 
-    grey = jnp.zeros((1, size, size, 1))
     if identity_params is None:
+        grey = jnp.zeros((1, size, size, 1))
         identity_params = model.identity.init(k_id, grey, method=LightCNN29.features)["params"]
-    if model.recognizer_on_trunk:
-        trunk = model.identity.apply({"params": identity_params}, grey, method=LightCNN29.trunk)
-        r = model.recognizer.init(k_r, trunk)["params"]
-    else:
-        r = model.recognizer.init(k_r, x)["params"]
+    r = recognition.init_recognizer(model.recognizer, model.identity, identity_params, k_r, x)
     if model.parser is not None and parser_params is None:
         parser_params = (
             load_parser(model.parser_weights)[1]
@@ -80,18 +77,6 @@ def init_state(
         parser=parser_params if model.parser is not None else None,
         identity=identity_params,
     )
-
-
-def _pmean(tree, axis_name):
-    return tree if axis_name is None else lax.pmean(tree, axis_name)
-
-
-def _sample_indices(batch: Batch, axis_name) -> jax.Array:
-    if "slot" in batch:
-        return batch["slot"]
-    b = batch["x"].shape[0]
-    first = 0 if axis_name is None else lax.axis_index(axis_name) * b
-    return first + jnp.arange(b)
 
 
 def penalty_points(key: jax.Array, indices: jax.Array, n_critic: int) -> jax.Array:
@@ -119,7 +104,7 @@ class LsslContext:
 
     def update(self, net: NetState, grads) -> NetState:
         hp = self.model.hp
-        return adam_step(net, _pmean(grads, self.axis_name), self.lr, hp.b1, hp.b2)
+        return adam_step(net, pmean(grads, self.axis_name), self.lr, hp.b1, hp.b2)
 
 
 def _context(model: LsslModel, state: LsslState, batch: Batch, axis_name) -> LsslContext:
@@ -130,7 +115,7 @@ def _context(model: LsslModel, state: LsslState, batch: Batch, axis_name) -> Lss
         batch=batch,
         code_target=jax.nn.one_hot(batch["y_target"], k),
         code_source=jax.nn.one_hot(batch["y"], k),
-        t=penalty_points(key, _sample_indices(batch, axis_name), model.hp.n_critic),
+        t=penalty_points(key, sample_indices(batch, axis_name), model.hp.n_critic),
         lr=model.hp.learning_rate_at(state.step),
         axis_name=axis_name,
     )
@@ -214,65 +199,33 @@ def g_update(ctx: LsslContext, state: LsslState) -> tuple[LsslState, Metrics]:
     return state.replace(g=ctx.update(state.g, grads)), metrics
 
 
-def recognize(
-    model: LsslModel, state: LsslState, r_params, x: jax.Array, keep: jax.Array | None = None
-) -> tuple[jax.Array, jax.Array]:
-    """(feature [B, F], logits [B, K]) of the recognizer on faces x [B, S, S, c] in [-1, 1].
-    R reads the frozen LightCNN trunk and drops features with the per-sample `keep` mask [B, F]
-    (None: evaluation); the D-shaped classifier's feature is its logits."""
-    if not model.recognizer_on_trunk:
-        _, logits = model.recognizer.apply({"params": r_params}, x)
-        return logits, logits
-    trunk = model.identity.apply(
-        {"params": state.identity}, to_lightcnn_input(x), method=LightCNN29.trunk
-    )
-    return model.recognizer.apply({"params": r_params}, lax.stop_gradient(trunk), keep)
-
-
-def keep_masks(key: jax.Array, indices: jax.Array, width: float, copies: int) -> jax.Array:
-    """Rcls dropout keep-masks [copies, B, F], sample i's from fold_in(key, index_i)."""
-    shape = (copies, rext_feature_dim(width))
-    draw = lambda index: jax.random.bernoulli(
-        jax.random.fold_in(key, index), 1.0 - DROPOUT_RATE, shape
-    )
-    return jnp.swapaxes(jax.vmap(draw)(indices), 0, 1).astype(jnp.float32)
-
-
 def recognizer_update(
     model: LsslModel, state: LsslState, batch: Batch, axis_name
 ) -> tuple[LsslState, Metrics]:
     """One recognizer update on the real faces and, with a generator, on G(x, s, y_target) (the
     synthetic pool, G frozen): the mean softmax cross-entropy over both."""
     hp, v = model.hp, model.hp.variant
-    x, y = batch["x"], batch["y"]
-    faces, labels = [x], [y]
+    faces, labels = [batch["x"]], [batch["y"]]
     if v.gan:
         code = jax.nn.one_hot(batch["y_target"], model.num_classes)
         side = batch["s"] if v.side else None
-        fake, _ = model.generator.apply({"params": state.g.params}, x, side, code)
-        faces.append(lax.stop_gradient(fake))
+        fake, _ = model.generator.apply({"params": state.g.params}, batch["x"], side, code)
+        faces.append(fake)
         labels.append(batch["y_target"])
-    key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 0x5EC)
-    keep = None
-    if model.recognizer_on_trunk:
-        masks = keep_masks(key, _sample_indices(batch, axis_name), model.identity.width, len(faces))
-        keep = masks.reshape(-1, masks.shape[-1])
-    faces, labels = jnp.concatenate(faces), jnp.concatenate(labels)
-
-    def objective(r_params):
-        _, logits = recognize(model, state, r_params, faces, keep)
-        loss = shared_losses.classification_loss(logits, labels)
-        b = x.shape[0]
-        metrics = {"loss/r_cls": loss, "acc/r_real": shared_losses.accuracy(logits[:b], y)}
-        if v.gan:
-            synthetic = shared_losses.accuracy(logits[b:], batch["y_target"])
-            metrics["acc/r_synthetic"] = synthetic
-        return loss, metrics
-
-    grads, metrics = jax.grad(objective, has_aux=True)(state.r.params)
-    lr = hp.recognizer_rate_at(state.step)
-    r = adam_step(state.r, _pmean(grads, axis_name), lr, hp.b1, hp.b2)
-    return state.replace(r=r), metrics | {"lr": lr}
+    r, metrics = recognition.recognizer_update(
+        model.recognizer,
+        model.identity,
+        state.identity,
+        state.r,
+        faces,
+        labels,
+        key=jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 0x5EC),
+        indices=sample_indices(batch, axis_name),
+        learning_rate=hp.recognizer_rate_at(state.step),
+        betas=(hp.b1, hp.b2),
+        axis_name=axis_name,
+    )
+    return state.replace(r=r), metrics | {"lr": hp.recognizer_rate_at(state.step)}
 
 
 def gan_update(
@@ -293,12 +246,9 @@ def train_step(
     a logging window across the boundary averages one structure."""
     stage1 = lambda st: gan_update(model, st, batch, axis_name)
     stage2 = lambda st: recognizer_update(model, st, batch, axis_name)
-    update, other = (stage1, stage2) if stage == 0 else (stage2, stage1)
-    other_shapes = jax.eval_shape(other, state)[1] if model.hp.variant.gan else {}
-    state, metrics = update(state)
-    zeros = {k: jnp.zeros(a.shape, a.dtype) for k, a in other_shapes.items()}
-    metrics = zeros | metrics | {"stage": jnp.float32(stage + 1)}
-    return state.replace(step=state.step + 1), _pmean(metrics, axis_name)
+    updates = (stage1 if model.hp.variant.gan else None, stage2)
+    state, metrics = stages.run_stage(updates, stage, state)
+    return state.replace(step=state.step + 1), pmean(metrics, axis_name)
 
 
 def stage_starts(model: LsslModel) -> tuple[int]:

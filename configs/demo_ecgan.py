@@ -1,0 +1,15 @@
+"""Demo of method `ecgan` on the built-in synthetic set at 32 px with narrow networks: the
+identity network, then G_XY, G_YX, D_X and D_Y on neutral and expressive faces, then the two
+recognizers (real, real + generated), on a 2-core CPU in under 10 minutes (docs/methods.md)."""
+
+from configs import default, demo
+
+
+def get_config(variant: str | None = None):
+    config = demo.get_config()
+    config.name = "demo_ecgan"
+    config.train.eval_every = 0
+    config.ecgan.epochs = 6.0
+    config.ecgan.recognizer_epochs = 10.0
+    config.ecgan.recognizer_learning_rate = 5e-4
+    return default.with_variant(config, variant or "ECGAN")
