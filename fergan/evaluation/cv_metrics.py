@@ -66,7 +66,11 @@ def same_subject_pairs(labels: np.ndarray, subjects: np.ndarray) -> tuple[np.nda
 
 
 def synthesis_metrics(
-    renders: np.ndarray, x: np.ndarray, labels: np.ndarray, subjects: np.ndarray
+    renders: np.ndarray,
+    x: np.ndarray,
+    labels: np.ndarray,
+    subjects: np.ndarray,
+    sources: dict | None = None,
 ) -> dict:
     """PSNR and SSIM (Table III) of generated faces against the real face of the same subject
     with the target expression.
@@ -74,12 +78,19 @@ def synthesis_metrics(
     Args:
         renders: [N, K, S, S, c] from `render_all` (face i with expression k).
         x: [N, S, S, c] the real faces in [-1, 1]; labels, subjects: [N].
+        sources: the rendered faces' own `y` and `subject` [M] when they are not the real faces
+            `x` (renders [M, K, ...]; y = -1, a neutral face, pairs with every expression).
 
     Returns:
         `psnr` (dB) and `ssim` averaged over the pairs, `num_pairs`; None values when the split
         has no subject with two expressions.
     """
-    src, tgt = same_subject_pairs(labels, subjects)
+    if sources is None:
+        src, tgt = same_subject_pairs(labels, subjects)
+    else:
+        same_subject = np.asarray(sources["subject"])[:, None] == np.asarray(subjects)[None, :]
+        other_label = np.asarray(sources["y"])[:, None] != np.asarray(labels)[None, :]
+        src, tgt = np.nonzero(same_subject & other_label)
     if len(src) == 0:
         return {"psnr": None, "ssim": None, "num_pairs": 0}
     generated = renders[src, np.asarray(labels)[tgt]]

@@ -77,12 +77,12 @@ def fold_config(
 
 
 def _threshold_faces(
-    datasets: pipeline.Datasets, seed: int
+    datasets: pipeline.Datasets, seed: int, neutral: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Peak frames of the training subjects (at most MAX_THRESHOLD_FACES): x [M, S, S, c] in
-    [-1, 1], subject ids [M] and landmarks [M, 68, 2]."""
-    src = datasets.train
-    idx = np.flatnonzero(src.is_peak)
+    """Peak frames (or with `neutral` the neutral faces) of the training subjects, at most
+    MAX_THRESHOLD_FACES: x [M, S, S, c] in [-1, 1], subject ids [M] and landmarks [M, 68, 2]."""
+    src = datasets.train_neutral if neutral else datasets.train
+    idx = np.arange(len(src)) if neutral else np.flatnonzero(src.is_peak)
     if len(idx) > MAX_THRESHOLD_FACES:
         rng = np.random.default_rng([seed, 0x7E5])
         idx = np.sort(rng.choice(idx, MAX_THRESHOLD_FACES, replace=False))
@@ -140,18 +140,26 @@ def evaluate_fold(config: ml_collections.ConfigDict, fdir: str) -> dict:
             "judge": setup.judge_metrics(state, test),
         }
         features = {"real_features": out["feature"], "real_labels": test["y"]}
+        # The faces edits start from: the test faces, or their subjects' neutral faces.
+        sources = setup.edit_sources(test)
         if editor is not None:
-            renders = cv_metrics.render_all(editor, test["x"], k, landmarks=test["landmarks"])
+            renders = cv_metrics.render_all(editor, sources["x"], k, landmarks=sources["landmarks"])
             result["synthesis"] = cv_metrics.synthesis_metrics(
-                renders, test["x"], test["y"], test["subject"]
+                renders,
+                test["x"],
+                test["y"],
+                test["subject"],
+                sources if method.edits_from_neutral else None,
             )
         if editor is not None and method.identity_features:
             identity = method.identity_features(model, state)
-            train_x, train_subjects, train_marks = _threshold_faces(datasets, seed)
+            train_x, train_subjects, train_marks = _threshold_faces(
+                datasets, seed, method.edits_from_neutral
+            )
             train_renders = cv_metrics.render_all(editor, train_x, k, landmarks=train_marks)
             result["verification"] = cv_metrics.verification_metrics(
                 cv_metrics.identity_split(identity, train_x, train_subjects, train_renders),
-                cv_metrics.identity_split(identity, test["x"], test["subject"], renders),
+                cv_metrics.identity_split(identity, sources["x"], sources["subject"], renders),
                 seed,
             )
         # As many synthetic faces per class as the test fold has real faces per class.

@@ -243,6 +243,13 @@ def test_same_subject_pairs_and_synthesis_metrics():
                 perfect[i, labels[j]] = x[j]
     out = cv_metrics.synthesis_metrics(perfect, x, labels, subjects)
     assert out["num_pairs"] == 8 and out["psnr"] == np.inf and out["ssim"] == pytest.approx(1.0)
+    # From neutral faces (y = -1): one per subject, paired with every real face of its subject.
+    neutral = {"y": np.array([-1, -1]), "subject": np.array([1, 2])}
+    from_neutral = perfect[[0, 3]]
+    out = cv_metrics.synthesis_metrics(from_neutral, x, labels, subjects, neutral)
+    assert out["num_pairs"] == 5 and out["psnr"] == np.inf
+    wrong = np.roll(from_neutral, 1, axis=1)  # Expressions shifted: no longer the real faces.
+    assert cv_metrics.synthesis_metrics(wrong, x, labels, subjects, neutral)["psnr"] < 20
 
 
 def test_renders_use_the_configured_off_value():
