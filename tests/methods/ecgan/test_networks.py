@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import configs.synthetic_faces
+from fergan.methods.ecgan import model as ecgan_model
 from fergan.methods.ecgan.networks import PatchDiscriminator, ResnetGenerator
-from fergan.models import Generator
 
 K, C = 7, 3
 
@@ -70,11 +71,21 @@ def test_width_multiplier_scales_the_counts():
     assert count(shapes(PatchDiscriminator(0.25, K), x, z)) == patch_count(K, 0.25)
 
 
-def test_fesr_generator_takes_the_one_hot_as_its_code():
-    # FESR's G (Table I of that paper) with u = one-hot z: the same module as FESR's own.
-    params = shapes(Generator(32, 0.25, C), jnp.zeros((1, 32, 32, C)), jnp.zeros((1, K)))
-    assert count(params) > 0
-    assert params["params"]["dec"]["fc"]["kernel"].shape[0] == 64 + K  # [g(x), z] at the FC.
+def test_both_generator_options_at_the_paper_size():
+    # Built from a config at 128 px, width 1, grey (CK+'s setting): `fesr` is FESR's G of its
+    # Table I with u = one-hot z, whose count tests/core/test_models.py derives by hand
+    # (Genc 12,194,752 + Gdec 11,471,297); `resnet` is the count above with c = 1.
+    config = configs.synthetic_faces.get_config("ECGAN")
+    config.model.channels = 1
+    x, z = jnp.zeros((1, 128, 128, 1)), jnp.zeros((1, K))
+    counts = {}
+    for name in ("fesr", "resnet"):
+        config.ecgan.generator = name
+        model = ecgan_model.build(config, steps_per_epoch=1)
+        counts[name] = count(shapes(model.generator, x, z))
+    assert counts["fesr"] == 12_194_752 + 11_471_297
+    assert isinstance(ecgan_model.build(config, 1).generator, ResnetGenerator)
+    assert counts["resnet"] == 8_447_875 - (7 * 7 * 2 * 64) - (7 * 7 * 64 * 2 + 2)
 
 
 @pytest.mark.parametrize("size,patches", [(32, 2), (64, 6), (128, 14)])
