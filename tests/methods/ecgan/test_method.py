@@ -32,6 +32,13 @@ def test_every_config_runs_ecgan_as_a_variant(name):
     checks.check_config(config)
 
 
+def test_paper_config_keeps_the_papers_schedule():
+    config = importlib.import_module("configs.ecgan_paper").get_config()
+    assert (config.method, config.train.batch_size, config.ecgan.epochs) == ("ecgan", 1, 200.0)
+    assert (config.ecgan.learning_rate, config.optim.b1) == (2e-4, 0.5)
+    checks.check_config(config)
+
+
 def test_variant_table_of_the_configs_matches_the_registry():
     ecgan = {k for k, v in default.METHOD_OF_VARIANT.items() if v == "ecgan"}
     assert ecgan == set(methods.get("ecgan").variants)
