@@ -18,6 +18,15 @@ def scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
+def check_model_keys(model) -> None:
+    """`model.channels` in (1, 3) and `model.width` > 0 (a config's `model` section); each error
+    names its key."""
+    if model.channels not in (1, 3):
+        raise ValueError(f"model.channels={model.channels} is not supported; allowed: (1, 3)")
+    if not model.width > 0:
+        raise ValueError(f"model.width={model.width} must be > 0")
+
+
 def lrelu(x: jax.Array) -> jax.Array:
     return nn.leaky_relu(x, LRELU_SLOPE)
 

@@ -18,6 +18,15 @@ from fergan.training.optim import NetState, adam_step
 from fergan.types import Metrics, PyTree
 
 
+def check_frozen_trunk(config, method: str) -> None:
+    """The shared recognition stage trains R on the frozen LightCNN trunk only."""
+    if config.recognizer.trunk != "frozen":
+        raise ValueError(
+            f"recognizer.trunk={config.recognizer.trunk!r}: method {method} trains R on the frozen "
+            "LightCNN trunk only; allowed: 'frozen'"
+        )
+
+
 def on_trunk(recognizer: nn.Module) -> bool:
     """True for fergan's R, which reads the LightCNN trunk's output."""
     return isinstance(recognizer, RecognizerHead)

@@ -23,6 +23,8 @@ from fergan.data import builders
 from fergan.methods.ecgan.losses import MASK_LOSSES
 from fergan.methods.ecgan.networks import PatchDiscriminator, ResnetGenerator
 from fergan.models import Generator, LightCNN29, RecognizerHead
+from fergan.models.layers import check_model_keys
+from fergan.training import recognition
 from fergan.training.optim import linear_decay
 
 GENERATORS = ("resnet", "fesr")
@@ -139,19 +141,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     """The keys of an ECGAN run that need no data; each error names its key."""
     make_hparams(config, steps_per_epoch=1)
     m = config.model
-    if m.channels not in (1, 3):
-        raise ValueError(f"model.channels={m.channels} is not supported; allowed: (1, 3)")
-    if not m.width > 0:
-        raise ValueError(f"model.width={m.width} must be > 0")
+    check_model_keys(m)
     if config.ecgan.generator not in GENERATORS:
         raise ValueError(
             f"ecgan.generator={config.ecgan.generator!r} is unknown; allowed: {GENERATORS}"
         )
-    if config.recognizer.trunk != "frozen":
-        raise ValueError(
-            f"recognizer.trunk={config.recognizer.trunk!r}: method ecgan trains R on the frozen "
-            "LightCNN trunk only; allowed: 'frozen'"
-        )
+    recognition.check_frozen_trunk(config, "ecgan")
     if not config.data.get("neutral_first_frames", False):
         raise ValueError(
             "method ecgan translates neutral faces: set data.neutral_first_frames=True "

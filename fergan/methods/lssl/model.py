@@ -23,6 +23,8 @@ from fergan.methods.lssl.losses import CLS_LOSSES
 from fergan.methods.lssl.networks import LsslDiscriminator, LsslGenerator
 from fergan.methods.lssl.parser import parser_module
 from fergan.models import LightCNN29, RecognizerHead
+from fergan.models.layers import check_model_keys
+from fergan.training import recognition
 from fergan.training.optim import linear_decay
 
 ID_LABELS = ("target", "source")
@@ -167,17 +169,10 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Lss
 def check_networks(config: ml_collections.ConfigDict) -> None:
     """The network keys of an LSSL run (parser aside); each error names its key."""
     m, lssl = config.model, config.lssl
-    if m.channels not in (1, 3):
-        raise ValueError(f"model.channels={m.channels} is not supported; allowed: (1, 3)")
-    if not m.width > 0:
-        raise ValueError(f"model.width={m.width} must be > 0")
+    check_model_keys(m)
     if lssl.recognizer not in RECOGNIZERS:
         raise ValueError(f"lssl.recognizer={lssl.recognizer!r} is unknown; allowed: {RECOGNIZERS}")
-    if config.recognizer.trunk != "frozen":
-        raise ValueError(
-            f"recognizer.trunk={config.recognizer.trunk!r}: method lssl trains R on the frozen "
-            "LightCNN trunk only; allowed: 'frozen'"
-        )
+    recognition.check_frozen_trunk(config, "lssl")
 
 
 def build(config: ml_collections.ConfigDict, steps_per_epoch: int) -> LsslModel:
