@@ -63,6 +63,11 @@ def recognize(
     return recognizer.apply({"params": r_params}, lax.stop_gradient(trunk), keep)
 
 
+def dropout_key(rng: jax.Array, step: jax.Array) -> jax.Array:
+    """The recognition stage's key at iteration `step` of a run with base key `rng`."""
+    return jax.random.fold_in(jax.random.fold_in(rng, step), 0x5EC)
+
+
 def keep_masks(key: jax.Array, indices: jax.Array, width: float, copies: int) -> jax.Array:
     """Rcls dropout keep-masks [copies, B, F], sample i's from fold_in(key, index_i)."""
     shape = (copies, rext_feature_dim(width))

@@ -179,7 +179,7 @@ def recognizer_update(model: EcganModel, state: EcganState, batch: Batch, axis_n
             r,
             faces,
             labels,
-            key=jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 0x5EC),
+            key=recognition.dropout_key(state.rng, state.step),
             indices=sample_indices(batch, axis_name),
             learning_rate=lr,
             betas=(hp.b1, hp.b2),

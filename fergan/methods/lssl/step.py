@@ -219,7 +219,7 @@ def recognizer_update(
         state.r,
         faces,
         labels,
-        key=jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 0x5EC),
+        key=recognition.dropout_key(state.rng, state.step),
         indices=sample_indices(batch, axis_name),
         learning_rate=hp.recognizer_rate_at(state.step),
         betas=(hp.b1, hp.b2),
