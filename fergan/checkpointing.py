@@ -11,6 +11,7 @@ import os
 import orbax.checkpoint as ocp
 from absl import logging
 
+from fergan.processes import wait_for_processes
 from fergan.types import PyTree
 
 LATEST_DIR = "checkpoints"
@@ -40,6 +41,7 @@ class Checkpoints:
                 item_names=("state", "data"),
             )
 
+        wait_for_processes("checkpoints")  # Orbax's first sync is a gloo collective.
         self.latest = manager(LATEST_DIR, max_to_keep=keep)
         self.best = manager(
             BEST_DIR,

@@ -24,6 +24,7 @@ from fergan.evaluation.judge import JudgeContext
 from fergan.experiments import checks
 from fergan.files import write_json
 from fergan.identity import weights as identity_weights
+from fergan.processes import wait_for_processes
 from fergan.training import cpu_workarounds, replicas
 from fergan.training.parallel import data_parallel_step, select_devices
 
@@ -146,6 +147,7 @@ def _evaluate_and_report(setup: Setup, state, arrays, writer, step, samples_dir)
         )
         if grids:
             writer.write_images(step, {f"samples/{k}": v[None] for k, v in grids.items()})
+    wait_for_processes("evaluated")  # The first process wrote the samples alone.
     return metrics
 
 
@@ -288,6 +290,7 @@ def train_and_evaluate(
     eval_metrics: dict[str, float] = {}
     samples_dir = os.path.join(workdir, "samples")
     every = lambda n, step: n > 0 and step % n == 0
+    wait_for_processes("train")  # Start-up work differs between processes (is_main).
     if first_step < model.total_steps:
         console.say("compiling the training step ...")
     with console.progress("train", model.total_steps, initial=first_step) as bar:

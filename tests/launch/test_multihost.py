@@ -64,9 +64,10 @@ def test_two_processes_match_one_process(tmp_path):
     # machine) fails the CPU collectives' rendezvous.
     for workdir, processes, devices in ((multi, 2, 2), (single, 1, 4)):
         port = free_port() if processes > 1 else 0
-        for proc in launch(workdir, data_dir, processes, devices, port):
-            _, err = proc.communicate(timeout=900)
-            assert proc.returncode == 0, err.decode()[-3000:]
+        procs = launch(workdir, data_dir, processes, devices, port)
+        errors = [proc.communicate(timeout=900)[1].decode() for proc in procs]
+        for i, (proc, err) in enumerate(zip(procs, errors, strict=True)):
+            assert proc.returncode == 0, f"process {i}:\n{err[-3000:]}"
     manager = Checkpoints(multi, keep=3)
     assert manager.latest_step() == 10
     manager.close()
