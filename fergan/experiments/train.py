@@ -365,6 +365,7 @@ def train_and_evaluate(
     if is_main:
         write_json(os.path.join(workdir, "summary.json"), summary)
     setup.checkpoints.close()
+    wait_for_processes("finished")  # Leave together: shutdown's own barrier is short.
     return summary
 
 
