@@ -94,6 +94,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.synthetic_seed = -1  # synthetic_faces: render seed (-1 = config.seed).
     config.data.synthetic_nuisance = 0.2  # synthetic_faces: pose/lighting/noise scale (0 = none).
     config.data.synthetic_style = 0.1  # synthetic_faces: per-subject expression-style spread.
+    # synthetic_faces: yaw bins in degrees ('-30,-15,0,15,30' renders every sequence at each,
+    # Multi-PIE style, with a `pose` label); '' = one near-frontal set.
+    config.data.poses = ""
     config.data.fold_seed = 0  # Seed of the subject-to-fold assignment (kept apart from seed).
     config.data.class_names = ""  # expression_folder: comma-separated ("" = sorted folder names).
     config.data.subject_regex = r"^S(\d+)_"  # expression_folder: subject id from a file name.

@@ -887,6 +887,7 @@ class Frame:
     is_peak: bool
     mask: np.ndarray  # bool [size, size]: the face region (`face_mask`).
     neutral: bool = False  # The sequence's first frame (intensity 0), not a labelled frame.
+    pose: int = 0  # Yaw bin in degrees (`generate(poses=...)`); 0 for the frontal set.
 
 
 def check_options(size: int, frames_per_sequence: int, label_last_frames: int) -> None:
@@ -900,12 +901,26 @@ def check_options(size: int, frames_per_sequence: int, label_last_frames: int) -
         )
 
 
+# The renderer's yaw is a turn in [-1, 1]; a yaw bin of d degrees draws yaw d / this. The
+# drawing is 2-D, so the mapping is a convention that keeps +-30 degrees well inside the range.
+YAW_DEGREES_PER_UNIT = 60.0
+
+
+def check_poses(poses: tuple[int, ...]) -> None:
+    """Raises ValueError naming `data.poses` unless the yaw bins are distinct, in +-60 degrees."""
+    if len(set(poses)) != len(poses) or any(abs(p) > YAW_DEGREES_PER_UNIT for p in poses):
+        raise ValueError(
+            f"data.poses={','.join(map(str, poses))!r} must be distinct yaw angles in degrees "
+            f"within +-{YAW_DEGREES_PER_UNIT:g}."
+        )
+
+
 def frame_subjects(
-    num_subjects: int, label_last_frames: int, subject_offset: int = 1
+    num_subjects: int, label_last_frames: int, subject_offset: int = 1, num_poses: int = 1
 ) -> np.ndarray:
-    """int [num_subjects * len(EXPRESSIONS) * label_last_frames]: the subject of every labelled
-    frame `generate` yields (neutral frames aside), in order, without rendering any."""
-    per_subject = len(EXPRESSIONS) * label_last_frames
+    """int [num_subjects * len(EXPRESSIONS) * num_poses * label_last_frames]: the subject of
+    every labelled frame `generate` yields (neutral frames aside), in order, without rendering."""
+    per_subject = len(EXPRESSIONS) * num_poses * label_last_frames
     return np.repeat(np.arange(num_subjects) + subject_offset, per_subject)
 
 
@@ -919,6 +934,7 @@ def generate(
     style: float = 0.1,
     subject_offset: int = 1,
     neutral_first_frames: bool = False,
+    poses: tuple[int, ...] = (),
 ) -> Iterator[Frame]:
     """Yields the labelled frames of every (subject, expression) sequence, CK+ style.
 
@@ -927,8 +943,12 @@ def generate(
     (intensity 0, `neutral=True`) with `neutral_first_frames`. Deterministic in all arguments:
     each subject and each sequence draws from its own generator seeded by (seed, ids), so the
     labelled frames are the same with or without the neutral ones.
+
+    `poses` (yaw bins in degrees, Multi-PIE style) renders every sequence once per bin, its head
+    turned to the bin's yaw (`Frame.pose`); () keeps each sequence's own small random yaw.
     """
     check_options(size, frames_per_sequence, label_last_frames)
+    check_poses(tuple(poses))
     if neutral_first_frames and label_last_frames >= frames_per_sequence:
         raise ValueError(
             f"data.neutral_first_frames needs data.label_last_frames={label_last_frames} < "
@@ -940,20 +960,28 @@ def generate(
         subject = s + subject_offset
         identity = sample_identity(np.random.default_rng([seed, 0, s]), style)
         for k in range(len(EXPRESSIONS)):
-            rng = np.random.default_rng([seed, 1, s, k])
-            base = sample_nuisance(rng, nuisance)
-            for f in ([0] if neutral_first_frames else []) + list(labelled):
-                frame_rng = np.random.default_rng([seed, 2, s, k, f])
-                nz = jitter_nuisance(base, frame_rng, nuisance)
-                img = render_face(identity, k, ramp[f], size, frame_rng, nz)
-                yield Frame(
-                    image=np.round(img * 255.0).astype(np.uint8),
-                    landmarks=face_landmarks(identity, k, ramp[f], size, nz),
-                    label=k,
-                    subject=subject,
-                    sequence=subject * len(EXPRESSIONS) + k,
-                    frame=f,
-                    is_peak=f == frames_per_sequence - 1,
-                    mask=face_mask(identity, size, nz),
-                    neutral=f not in labelled,
-                )
+            for p, pose in enumerate(poses or (None,)):
+                # The frontal set keeps its seeds; each pose bin gets its own.
+                ids = [s, k] if pose is None else [s, k, 0xB1, p]
+                base = sample_nuisance(np.random.default_rng([seed, 1, *ids]), nuisance)
+                if pose is not None:
+                    base = dataclasses.replace(base, yaw=pose / YAW_DEGREES_PER_UNIT)
+                sequence = subject * len(EXPRESSIONS) + k
+                if poses:
+                    sequence = sequence * len(poses) + p
+                for f in ([0] if neutral_first_frames else []) + list(labelled):
+                    frame_rng = np.random.default_rng([seed, 2, *ids, f])
+                    nz = jitter_nuisance(base, frame_rng, nuisance)
+                    img = render_face(identity, k, ramp[f], size, frame_rng, nz)
+                    yield Frame(
+                        image=np.round(img * 255.0).astype(np.uint8),
+                        landmarks=face_landmarks(identity, k, ramp[f], size, nz),
+                        label=k,
+                        subject=subject,
+                        sequence=sequence,
+                        frame=f,
+                        is_peak=f == frames_per_sequence - 1,
+                        mask=face_mask(identity, size, nz),
+                        neutral=f not in labelled,
+                        pose=0 if pose is None else int(pose),
+                    )

@@ -75,3 +75,29 @@ def flip_face(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
     flipped = np.asarray(landmarks).copy()
     flipped[:, 0] = size - 1 - flipped[:, 0]
     return image[:, ::-1].copy(), flipped
+
+
+def _mirror_order() -> np.ndarray:
+    """int [68]: point i of a mirrored face is point order[i] of the original (iBUG 68 scheme)."""
+    pairs = [(i, 16 - i) for i in range(17)]  # Jaw.
+    pairs += [(17 + i, 26 - i) for i in range(5)]  # Brows.
+    pairs += [(27 + i, 27 + i) for i in range(4)]  # Nose bridge.
+    pairs += [(31 + i, 35 - i) for i in range(5)]  # Nostrils.
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # Eyes.
+    pairs += [(48 + i, 54 - i) for i in range(7)]  # Outer lip, top.
+    pairs += [(55, 59), (56, 58), (57, 57)]  # Outer lip, bottom.
+    pairs += [(60, 64), (61, 63), (62, 62), (65, 67), (66, 66)]  # Inner lip.
+    order = np.arange(68)
+    for a, b in pairs:
+        order[a], order[b] = b, a
+    return order
+
+
+MIRROR_ORDER = _mirror_order()
+
+
+def flip_named_face(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`flip_face`, with the points renumbered so each keeps its name (point 36 stays the outer
+    corner of the eye on the image's left): for consumers of the coordinates themselves."""
+    image, flipped = flip_face(image, landmarks)
+    return image, flipped[MIRROR_ORDER]

@@ -8,7 +8,7 @@ def random_batch(
 ) -> dict[str, np.ndarray]:
     """A global batch of uniform noise images with valid labels, [B, S, S, c]; with the optional
     `features` of a method (`pipeline.BATCH_FEATURES`), their keys too: noise side image `s`,
-    masks of ones, a noise `x_neutral`."""
+    masks of ones, a noise `x_neutral`, a noise target face with random landmarks and label."""
     b, s, c, k = (
         config.train.batch_size,
         config.model.image_size,
@@ -22,6 +22,12 @@ def random_batch(
         extra["mask"] = np.ones((b, s, s, 1), np.float32)
     if "neutral" in features:
         extra |= {"x_neutral": noise(c), "mask_neutral": np.ones((b, s, s, 1), np.float32)}
+    if "target" in features:
+        extra |= {
+            "x_target": noise(c),
+            "g_target": rng.uniform(-1, 1, (b, 136)).astype(np.float32),
+            "y_t": rng.integers(0, k, b).astype(np.int32),
+        }
     return extra | {
         "x": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
         "x_pr": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),

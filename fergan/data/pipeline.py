@@ -22,8 +22,8 @@ from fergan.data.preprocess import to_float
 class IndexedSource:
     """A random-access view of selected examples of a TFDS data source (grain source protocol).
 
-    `labels`, `subjects`, `sequences`, `frames` and `is_peak` hold the metadata of the selected
-    examples, read once at construction.
+    `labels`, `subjects`, `sequences`, `frames`, `is_peak` and `poses` hold the metadata of the
+    selected examples, read once at construction.
     """
 
     def __init__(self, source, indices: np.ndarray, meta: dict[str, np.ndarray]):
@@ -34,6 +34,7 @@ class IndexedSource:
         self.sequences = meta["sequence"][self.indices].astype(np.int32)
         self.frames = meta["frame"][self.indices].astype(np.int32)
         self.is_peak = meta["is_peak"][self.indices].astype(bool)
+        self.poses = meta["pose"][self.indices].astype(np.int32)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -70,7 +71,7 @@ class Datasets:
 
 
 def _read_meta(source) -> dict[str, np.ndarray]:
-    keys = ("label", "subject", "sequence", "frame", "is_peak", "neutral")
+    keys = ("label", "subject", "sequence", "frame", "is_peak", "neutral", "pose")
     rows = [source[i] for i in range(len(source))]
     return {k: np.array([r[k] for r in rows]) for k in keys}
 
@@ -174,7 +175,12 @@ class _WithIndex:
 
 
 # Optional features of a training example (a method's `batch_features`).
-BATCH_FEATURES = ("side", "mask", "neutral")
+BATCH_FEATURES = ("side", "mask", "neutral", "target")
+
+
+def unit_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """float32 [..., 68, 2]: (x, y) pixels of a `size` image scaled to [-1, 1]."""
+    return (2.0 * np.asarray(landmarks, np.float32) / (size - 1) - 1.0).astype(np.float32)
 
 
 def _mask(row: dict) -> np.ndarray:
@@ -185,8 +191,8 @@ def _mask(row: dict) -> np.ndarray:
 class _TripletLoader:
     """Global example index + training position -> one (x, y, x_pr, y_target) example, plus the
     optional `features` (BATCH_FEATURES): the landmark heatmap `s` of x ('side'), x's face mask
-    ('mask'), and a neutral face of a training subject with its mask ('neutral'); each is flipped
-    with its face."""
+    ('mask'), a neutral face of a training subject with its mask ('neutral'), and a face of x's own
+    subject showing y_target with its landmarks ('target'); each is flipped with its face."""
 
     def __init__(
         self,
@@ -206,6 +212,7 @@ class _TripletLoader:
         self.features = features
         self.neutral = neutral
         self.by_class = [np.flatnonzero(source.labels == k) for k in range(num_classes)]
+        self.by_subject = {s: np.flatnonzero(source.subjects == s) for s in set(source.subjects)}
 
     def __call__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
         index, pos = item
@@ -241,6 +248,8 @@ class _TripletLoader:
                 face, face_mask = face[:, ::-1], face_mask[:, ::-1]
             extra["x_neutral"] = to_float(np.ascontiguousarray(face))
             extra["mask_neutral"] = np.ascontiguousarray(face_mask)
+        if "target" in self.features:
+            extra |= self._target(pos, y_target, rng)
         return extra | {
             "x": to_float(x),
             "y": np.int32(y),
@@ -249,6 +258,23 @@ class _TripletLoader:
             # Position in the global batch: keys the step's per-sample noise, so results do not
             # depend on which process or device serves the example.
             "slot": np.int32(slot),
+        }
+
+    def _target(self, pos: int, y_target: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A frame of example `pos`'s subject: one showing `y_target` (any pose) when the subject
+        has one, else any of its other frames; with its label and [-1, 1] landmarks."""
+        own = self.by_subject[int(self.source.subjects[pos])]
+        showing = own[self.source.labels[own] == y_target]
+        pool = showing if len(showing) else own[own != pos] if len(own) > 1 else own
+        target = int(pool[int(rng.integers(len(pool)))])
+        row = self.source[target]
+        face, landmarks = row["image"], row["landmarks"]
+        if self.flip and rng.random() < 0.5:
+            face, landmarks = heatmaps.flip_named_face(face, landmarks)
+        return {
+            "x_target": to_float(np.ascontiguousarray(face)),
+            "g_target": unit_landmarks(landmarks, face.shape[1]).reshape(-1),
+            "y_t": np.int32(self.source.labels[target]),
         }
 
 
@@ -272,7 +298,10 @@ def make_train_iterator(
       `features` (BATCH_FEATURES): 'side' `s` float32 [b, H, W, C] in [-1, 1], the landmark
       heatmap of x; 'mask' `mask` float32 [b, H, W, 1] in {0, 1}, x's face mask; 'neutral'
       `x_neutral` [b, H, W, C] and `mask_neutral` [b, H, W, 1], a neutral face of a training
-      subject drawn uniformly per example (data.neutral_first_frames), with its mask.
+      subject drawn uniformly per example (data.neutral_first_frames), with its mask; 'target'
+      `x_target` [b, H, W, C], a face of x's subject showing y_target where it has one (else
+      another of its faces), `g_target` float32 [b, 136] its landmarks in [-1, 1] ((x, y) pairs),
+      and `y_t` int32 [b] its label.
     """
     batch = int(config.train.batch_size)
     if process_count < 1 or not 0 <= process_index < process_count:
@@ -330,7 +359,8 @@ def eval_arrays(datasets: Datasets, split: str = "test") -> dict[str, np.ndarray
 
     Returns:
       `x` float32 [N, H, W, C] in [-1, 1], `y` int32 [N], `subject` int32 [N], `sequence` int32 [N],
-      `frame` int32 [N], `landmarks` float32 [N, 68, 2] ((x, y) pixels, NaN where unknown).
+      `frame` int32 [N], `pose` int32 [N] (yaw in degrees), `landmarks` float32 [N, 68, 2]
+      ((x, y) pixels, NaN where unknown).
     """
     splits = ("train", "test", "train_neutral", "test_neutral")
     if split not in splits:
@@ -346,6 +376,7 @@ def eval_arrays(datasets: Datasets, split: str = "test") -> dict[str, np.ndarray
         "subject": src.subjects.copy(),
         "sequence": src.sequences.copy(),
         "frame": src.frames.copy(),
+        "pose": src.poses.copy(),
         "landmarks": landmarks.astype(np.float32),
     }
 

@@ -39,9 +39,24 @@ def summarize(outputs: dict[str, np.ndarray], y: np.ndarray) -> dict[str, float]
 def evaluate(
     outputs_of: BatchOutputs, arrays: dict[str, np.ndarray]
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Held-out metrics (accuracies in [0, 1]) and the per-example outputs.
+    """Held-out metrics (accuracies in [0, 1]) and the per-example outputs; with faces of
+    several poses, `accuracy_pose_<yaw>` too (`pose_accuracies`).
 
-    arrays: `x` [N, S, S, c] in [-1, 1], `y` [N] (see fergan.data.pipeline.eval_arrays).
+    arrays: `x` [N, S, S, c] in [-1, 1], `y` [N], optional `pose` [N] (see
+    fergan.data.pipeline.eval_arrays).
     """
     outputs = predict(outputs_of, arrays["x"], arrays["y"])
-    return summarize(outputs, arrays["y"]), outputs
+    metrics = summarize(outputs, arrays["y"])
+    if "pose" in arrays:
+        metrics |= pose_accuracies(outputs["prediction"], arrays["y"], arrays["pose"])
+    return metrics, outputs
+
+
+def pose_accuracies(prediction: np.ndarray, y: np.ndarray, pose: np.ndarray) -> dict[str, float]:
+    """{`accuracy_pose_<yaw>`: accuracy over the faces of that yaw (degrees)} for faces of more
+    than one pose (the Multi-PIE protocol's rows); {} when every face has the same pose."""
+    poses = np.unique(pose)
+    if len(poses) < 2:
+        return {}
+    hits = prediction == y
+    return {f"accuracy_pose_{p}": float(np.mean(hits[pose == p])) for p in poses}

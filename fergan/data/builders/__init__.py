@@ -85,6 +85,28 @@ def check_neutral_frames(data: ml_collections.ConfigDict) -> None:
         )
 
 
+def synthetic_poses(data: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """`data.poses` ('-30,-15,0,15,30': yaw bins in degrees; '' = frontal set) as a tuple;
+    ValueError names the key when it does not parse or when another database than
+    synthetic_faces sets it (a real database's pose comes from its files)."""
+    text = str(data.get("poses", "") or "").strip()
+    if not text:
+        return ()
+    if data.name != "synthetic_faces":
+        raise ValueError(
+            f"data.poses={text!r} renders yaw bins for synthetic_faces only; {data.name} reads "
+            "each face's pose from its files."
+        )
+    try:
+        poses = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"data.poses={text!r} must be comma-separated integer yaw angles in degrees."
+        ) from None
+    face_renderer.check_poses(poses)
+    return poses
+
+
 def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
     """The TFDS builder config for `config.data.name`, from the fergan config.
 
@@ -100,6 +122,7 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
         "label_last_frames": int(data.label_last_frames),
     }
     check_neutral_frames(data)
+    poses = synthetic_poses(data)
     # Only when on, so the sets without neutral frames keep their names.
     neutral = {"neutral_first_frames": True} if data.get("neutral_first_frames", False) else {}
     if data.name == "synthetic_faces":
@@ -111,6 +134,8 @@ def builder_config(config: ml_collections.ConfigDict) -> FaceConfig:
             "nuisance": float(data.synthetic_nuisance),
             "style": float(data.synthetic_style),
         } | neutral
+        if poses:  # Only when set, so the frontal sets keep their names.
+            extra["poses"] = poses
         if extra["num_subjects"] < 1:
             raise ValueError(f"data.num_subjects must be >= 1, got {data.num_subjects}.")
         return make_config(class_names=face_renderer.EXPRESSIONS, extra=extra, **common)
@@ -142,7 +167,11 @@ def example_subjects(config: ml_collections.ConfigDict, face_config: FaceConfig)
         face_renderer.check_options(
             face_config.image_size, int(data.frames_per_sequence), face_config.label_last_frames
         )
-        return face_renderer.frame_subjects(int(data.num_subjects), face_config.label_last_frames)
+        return face_renderer.frame_subjects(
+            int(data.num_subjects),
+            face_config.label_last_frames,
+            num_poses=max(len(synthetic_poses(data)), 1),
+        )
     records = BUILDERS[data.name].scan(face_config, manual_dir(data))
     return np.array([r.subject for r in records if not r.neutral], np.int64)
 

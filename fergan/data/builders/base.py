@@ -24,11 +24,12 @@ SEE_LAYOUT = "see docs/data.md for the expected layout"
 # Every builder writes its labelled frames to this single split; folds pick train/test from it.
 SPLIT = "train"
 # Stored datasets of an older version lack features; a new version rebuilds them.
-DATASET_VERSION = "1.2.0"
+DATASET_VERSION = "1.3.0"
 DATASET_RELEASE_NOTES = {
     "1.0.0": "Initial release.",
     "1.1.0": "68-point `landmarks` feature; landmark alignment (data.align).",
     "1.2.0": "Face `mask` feature; `neutral` first frames (data.neutral_first_frames).",
+    "1.3.0": "`pose` feature (yaw in degrees); synthetic yaw bins (data.poses).",
 }
 
 
@@ -106,6 +107,7 @@ class Record:
     is_peak: bool
     landmarks_path: str = ""  # The database's landmark file for this frame, if it has one.
     neutral: bool = False  # A sequence's first frame (data.neutral_first_frames): not labelled.
+    pose: int = 0  # Yaw in degrees where the database names it (0: frontal or unknown).
 
 
 def features(config: FaceConfig) -> tfds.features.FeaturesDict:
@@ -126,6 +128,8 @@ def features(config: FaceConfig) -> tfds.features.FeaturesDict:
             "mask": tfds.features.Image(shape=(size, size, 1), encoding_format="png"),
             # A sequence's first frame: a neutral face whose `label` is its sequence's label.
             "neutral": np.bool_,
+            # Head yaw in degrees (synthetic yaw bins, Multi-PIE cameras); 0 where not known.
+            "pose": np.int32,
         }
     )
 
@@ -243,6 +247,7 @@ class FaceFolderBuilder(QuietBuilder, skip_registration=True):
                         "landmarks": landmarks,
                         "mask": mask_image(masks.landmark_face_mask(landmarks, cfg.image_size)),
                         "neutral": r.neutral,
+                        "pose": r.pose,
                     },
                 )
 

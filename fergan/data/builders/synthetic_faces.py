@@ -35,9 +35,11 @@ class SyntheticFaces(base.QuietBuilder):
             nuisance=cfg.option("nuisance"),
             style=cfg.option("style"),
             neutral_first_frames=bool(cfg.option("neutral_first_frames", False)),
+            poses=tuple(cfg.option("poses", ())),
         )
         per_sequence = cfg.label_last_frames + bool(cfg.option("neutral_first_frames", False))
-        total = cfg.option("num_subjects") * len(face_renderer.EXPRESSIONS) * per_sequence
+        sequences = len(face_renderer.EXPRESSIONS) * max(len(cfg.option("poses", ())), 1)
+        total = cfg.option("num_subjects") * sequences * per_sequence
         for fr in console.track(frames, "dataset", total, unit="frame"):
             image = preprocess.to_channels(fr.image, cfg.channels)
             yield (
@@ -53,5 +55,6 @@ class SyntheticFaces(base.QuietBuilder):
                     "landmarks": fr.landmarks,
                     "mask": base.mask_image(fr.mask),
                     "neutral": fr.neutral,
+                    "pose": fr.pose,
                 },
             )
