@@ -79,14 +79,14 @@ def flip_face(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
 
 def _mirror_order() -> np.ndarray:
     """int [68]: point i of a mirrored face is point order[i] of the original (iBUG 68 scheme)."""
-    pairs = [(i, 16 - i) for i in range(17)]  # Jaw.
+    # Mirror pairs; the points on the midline (nose bridge 27-30, 33, 51, 57, 62, 66, chin 8)
+    # map to themselves.
+    pairs = [(i, 16 - i) for i in range(8)]  # Jaw.
     pairs += [(17 + i, 26 - i) for i in range(5)]  # Brows.
-    pairs += [(27 + i, 27 + i) for i in range(4)]  # Nose bridge.
-    pairs += [(31 + i, 35 - i) for i in range(5)]  # Nostrils.
+    pairs += [(31, 35), (32, 34)]  # Nostrils.
     pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # Eyes.
-    pairs += [(48 + i, 54 - i) for i in range(7)]  # Outer lip, top.
-    pairs += [(55, 59), (56, 58), (57, 57)]  # Outer lip, bottom.
-    pairs += [(60, 64), (61, 63), (62, 62), (65, 67), (66, 66)]  # Inner lip.
+    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # Outer lip.
+    pairs += [(60, 64), (61, 63), (65, 67)]  # Inner lip.
     order = np.arange(68)
     for a, b in pairs:
         order[a], order[b] = b, a

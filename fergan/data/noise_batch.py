@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from fergan.data.align import NUM_LANDMARKS
+
 
 def random_batch(
     config, rng: np.random.Generator, features: tuple[str, ...] = ()
@@ -25,7 +27,7 @@ def random_batch(
     if "target" in features:
         extra |= {
             "x_target": noise(c),
-            "g_target": rng.uniform(-1, 1, (b, 136)).astype(np.float32),
+            "g_target": rng.uniform(-1, 1, (b, 2 * NUM_LANDMARKS)).astype(np.float32),
             "y_t": rng.integers(0, k, b).astype(np.int32),
         }
     return extra | {

@@ -180,7 +180,7 @@ BATCH_FEATURES = ("side", "mask", "neutral", "target")
 
 def unit_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray:
     """float32 [..., 68, 2]: (x, y) pixels of a `size` image scaled to [-1, 1]."""
-    return (2.0 * np.asarray(landmarks, np.float32) / (size - 1) - 1.0).astype(np.float32)
+    return 2.0 * np.asarray(landmarks, np.float32) / np.float32(size - 1) - np.float32(1.0)
 
 
 def _mask(row: dict) -> np.ndarray:
@@ -212,7 +212,13 @@ class _TripletLoader:
         self.features = features
         self.neutral = neutral
         self.by_class = [np.flatnonzero(source.labels == k) for k in range(num_classes)]
+        # Positions of each subject's frames, and of each (subject, class)'s: 'target' draws.
         self.by_subject = {s: np.flatnonzero(source.subjects == s) for s in set(source.subjects)}
+        self.by_subject_class = {
+            (s, k): own[source.labels[own] == k]
+            for s, own in self.by_subject.items()
+            for k in set(source.labels[own])
+        }
 
     def __call__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
         index, pos = item
@@ -263,9 +269,11 @@ class _TripletLoader:
     def _target(self, pos: int, y_target: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """A frame of example `pos`'s subject: one showing `y_target` (any pose) when the subject
         has one, else any of its other frames; with its label and [-1, 1] landmarks."""
-        own = self.by_subject[int(self.source.subjects[pos])]
-        showing = own[self.source.labels[own] == y_target]
-        pool = showing if len(showing) else own[own != pos] if len(own) > 1 else own
+        subject = int(self.source.subjects[pos])
+        pool = self.by_subject_class.get((subject, y_target))
+        if pool is None:
+            own = self.by_subject[subject]
+            pool = own[own != pos] if len(own) > 1 else own
         target = int(pool[int(rng.integers(len(pool)))])
         row = self.source[target]
         face, landmarks = row["image"], row["landmarks"]

@@ -54,6 +54,14 @@ def test_pose_feature_targets_and_pose_accuracy(data_dir):
     batch = next(it)
     train = datasets.train
     by_image = {train.image(i).tobytes(): i for i in range(len(train))}
+
+    def position(face):
+        """The training position of a batch face, flipped or not."""
+        pixels = np.round((face + 1) * 127.5).astype(np.uint8)
+        found = [by_image.get(p.tobytes()) for p in (pixels, pixels[:, ::-1])]
+        assert found != [None, None]
+        return found[0] if found[0] is not None else found[1]
+
     for i in range(16):
         # x_target is one of x's subject's frames, showing y_target (every synthetic subject
         # has every class), its landmarks scaled to [-1, 1] and its label as y_t.
@@ -61,11 +69,7 @@ def test_pose_feature_targets_and_pose_accuracy(data_dir):
         assert batch["g_target"].shape == (16, 136)
         # Pixels scaled to [-1, 1]; a turned jaw may reach just past the image's edge.
         assert np.all(np.abs(batch["g_target"][i]) <= 1.2)
-        face = np.round((batch["x_target"][i] + 1) * 127.5).astype(np.uint8)
-        j = by_image.get(face.tobytes()) or by_image.get(face[:, ::-1].tobytes())
-        assert j is not None
-        x = np.round((batch["x"][i] + 1) * 127.5).astype(np.uint8)
-        k = by_image.get(x.tobytes()) or by_image.get(x[:, ::-1].tobytes())
+        j, k = position(batch["x_target"][i]), position(batch["x"][i])
         assert train.subjects[j] == train.subjects[k]
         assert train.labels[j] == batch["y_t"][i]
     # The other keys do not change when the feature is asked for.

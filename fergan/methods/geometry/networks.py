@@ -29,6 +29,7 @@ NUM_LANDMARK_COORDS = 136  # 68 (x, y) points in [-1, 1].
 GEOMETRY_CODE = 32  # f(g): the width of E's middle layer.
 IDENTITY_CODE = 50  # f(x): G_enc's output.
 EMBEDDING_LAYERS = (128, 64, GEOMETRY_CODE, 64, 128)
+CODE_LAYER = 2  # f(g) is the output of EMBEDDING_LAYERS[CODE_LAYER].
 ENCODER_CHANNELS = (64, 128, 256, 512, 1024)
 DECODER_CHANNELS = (1024, 512, 256, 128, 64, 32, 16)
 STRIDED_LAYERS = 5  # Stride-2 layers of G_enc and of G_dec: S -> S/32 -> S.
@@ -59,11 +60,11 @@ class GeometryEmbedding(nn.Module):
 
     @nn.compact
     def __call__(self, g: jax.Array, train: bool, axis_name: str | None = None):
-        h, code = g, None
+        h = g
         for i, units in enumerate(EMBEDDING_LAYERS):
-            h = nn.Dense(units, kernel_init=init_normal, name=f"fc{i}")(h)
-            h = nn.relu(_batch_norm(train, axis_name, f"bn{i}")(h))
-            if units == GEOMETRY_CODE and code is None:
+            h = nn.relu(_batch_norm(train, axis_name, f"bn{i}")(
+                nn.Dense(units, kernel_init=init_normal, name=f"fc{i}")(h)))  # fmt: skip
+            if i == CODE_LAYER:
                 code = h
         out = nn.Dense(NUM_LANDMARK_COORDS, kernel_init=init_normal, name="out")(h)
         return code, jnp.tanh(out)
