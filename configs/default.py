@@ -163,6 +163,28 @@ def get_config() -> ml_collections.ConfigDict:
     config.ecgan.recognizer_epochs = 20.0
     config.ecgan.recognizer_learning_rate = 1e-4  # Adam, decayed over stage 2's second half.
 
+    # Method 'geometry' (docs/methods.md): G conditioned on target landmarks through E, D_att,
+    # D_i and a classifier C trained end to end, then C on renders of a template bank.
+    config.geometry = ml_collections.ConfigDict()
+    config.geometry.epochs = 100.0  # Stage 1 (end to end) in epochs (decision: authors' code).
+    config.geometry.synthetic_epochs = 20.0  # Stage 2 (C on real + template faces; decision).
+    config.geometry.learning_rate = 5e-4  # Adam of E, G, D_att, D_i (paper's "5^-4"; code 2e-4).
+    # Adam of C, both stages (decision: R's own rate; R's head on the frozen trunk died at 5e-4
+    # in the ecgan demo, docs/results.md).
+    config.geometry.recognizer_learning_rate = 1e-4
+    config.geometry.lambda_att = 1e-3  # lambda_1, Eq. 10.
+    config.geometry.lambda_i = 1e-3  # lambda_2, Eq. 10.
+    config.geometry.lambda_cls = 1e-3  # lambda_3, Eq. 10 (C's loss on x' back into G).
+    config.geometry.lambda_con = 1.0  # L_con, Eq. 10.
+    config.geometry.lambda_gr = 1e-4  # lambda_4, Eq. 10.
+    config.geometry.lambda_tv = 1e-4  # lambda_5, Eq. 10.
+    config.geometry.rho = 0.1  # Label smoothing of rendered faces, Eq. 6 (GEO-No_LS: 0).
+    # L_con's reference: 'input' (|x - x'|, the paper) or 'same_subject' (the face of x's
+    # subject with the target's geometry, drawn by the pipeline).
+    config.geometry.con_target = "input"
+    config.geometry.templates = 60  # Template faces drawn from the training frames (Sec. III-C).
+    config.geometry.synthetic_per_real = 5  # Stage 2: template renders per real face.
+
     config.determinism = ml_collections.ConfigDict()
     # Cap on the instruction set XLA:CPU compiles for (fergan.main sets it before JAX starts):
     # '' = this host's own, so CPU bits differ between CPUs; 'AVX2' = the same bits on every x86
@@ -180,9 +202,17 @@ METHOD_OF_VARIANT = {
     "ECGAN": "ecgan",
     "ECGAN-M": "ecgan",
     "ECGAN-C": "ecgan",
+    "GEO": "geometry",
+    "GEO-No_SynFI": "geometry",
+    "GEO-No_LS": "geometry",
+    "GEO-No_E2E": "geometry",
 }
-# Data keys a method needs, set with its variant (ECGAN translates neutral faces).
-DATA_OF_METHOD = {"ecgan": {"neutral_first_frames": True}}
+# Keys a method needs or decides, set with its variant ("section.key": value): ECGAN translates
+# neutral faces; geometry's batch of 36 (the authors' earlier code; the paper gives none).
+KEYS_OF_METHOD = {
+    "ecgan": {"data.neutral_first_frames": True},
+    "geometry": {"train.batch_size": 36},
+}
 
 
 def with_variant(
@@ -190,10 +220,11 @@ def with_variant(
 ) -> ml_collections.ConfigDict:
     """Apply a variant given as the config argument (`configs/<name>.py:FESR_JL-RDBP`,
     `configs/<name>.py:LSSL`); a method's own variant selects that method and the data keys it
-    needs (DATA_OF_METHOD)."""
+    needs (KEYS_OF_METHOD)."""
     if variant:
         config.variant = variant
         config.method = METHOD_OF_VARIANT.get(variant, config.method)
-        for key, value in DATA_OF_METHOD.get(config.method, {}).items():
-            config.data[key] = value
+        for key, value in KEYS_OF_METHOD.get(config.method, {}).items():
+            section, name = key.split(".")
+            config[section][name] = value
     return config

@@ -1,18 +1,15 @@
-"""Multi-PIE: 6 expressions x 5 poses, subject-independent 5-fold CV.
+"""Multi-PIE: 6 expressions (NE, DI, SU, SM, SC, SQ) at 5 yaw angles (-30 to +30 degrees),
+subject-independent 5-fold CV; accuracy per pose beside the mean (docs/data.md "multipie")."""
 
-No release layout of this database could be checked, so it is read through the generic
-`expression_folder` builder: export it as `<manual_dir>/<class>/S<subject>_<...>.png`
-(docs/data.md).
-"""
-
-from configs import default, image_folder
+from configs import default
 
 
 def get_config(variant: str | None = None):
-    config = image_folder.get_config()
+    config = default.get_config()
     config.name = "multipie"
+    config.data.name = "multipie"
     config.data.manual_dir = "~/fergan_data/multipie"
-    config.data.class_names = "disgust,neutral,scream,smile,squint,surprise"
+    config.data.align = "auto"  # Landmarks as in the papers; the cascade crop without them.
     config.data.num_folds = 5
     config.model.num_classes = 6
     return default.with_variant(config, variant)

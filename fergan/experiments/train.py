@@ -55,6 +55,8 @@ class Setup:
         self.datasets = pipeline.build_datasets(config, pipeline.data_dir(config, workdir))
         self.steps_per_epoch = pipeline.steps_per_epoch(config, self.datasets)
         self.model = self.method.build(config, self.steps_per_epoch)
+        if self.method.attach_data:
+            self.model = self.method.attach_data(self.model, config, self.datasets)
         identity = (
             identity_weights.identity_params_for(config, workdir)
             if self.method.has_identity_network

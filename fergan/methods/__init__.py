@@ -13,6 +13,7 @@ BUILT_IN = {
     "fesr": "fergan.methods.fesr",
     "lssl": "fergan.methods.lssl",
     "ecgan": "fergan.methods.ecgan",
+    "geometry": "fergan.methods.geometry",
 }
 
 _REGISTRY: dict[str, Method] = {}

@@ -64,6 +64,9 @@ class Method:
         the method's sample figures, written into `folder`; `sources` are the held-out faces
         its edits start from (the test faces, or with `edits_from_neutral` the neutral ones).
       check_config(config): method keys that can be checked before anything is built.
+      attach_data(model, config, datasets) -> Model: the model with fields drawn from the fold's
+        data (`fergan.data.pipeline.Datasets`; geometry's template bank of training faces),
+        called once after `build` by every run that has data.
       prepare(config, folder): sets the config keys naming pretrained files the method needs
         besides the identity network (trained into `folder` first when missing); `config` is an
         editable copy, resolved before the run (or a CV fold) starts.
@@ -75,7 +78,8 @@ class Method:
       resume_keys: config keys whose change alters the checkpoint's shapes or meaning.
       progress_metrics: train metric name -> short label on the progress line.
       batch_features: optional training-batch features beyond x, x_pr, y, y_target: 'side' (the
-        landmark heatmap s of x, `fergan.data.heatmaps`).
+        landmark heatmap s of x, `fergan.data.heatmaps`), 'mask', 'neutral', 'target'
+        (`fergan.data.pipeline.make_train_iterator`).
       resume_defaults: values of resume keys that runs written before the key existed had.
       tsne_first: variants whose t-SNE panels stand first, side by side, in a CV's figure.
       edits_intensity: whether the editor honours its intensities (else the intensity metrics
@@ -100,6 +104,7 @@ class Method:
     write_samples: Callable[..., dict[str, np.ndarray]] | None = None
     check_config: Callable[[ml_collections.ConfigDict], None] | None = None
     prepare: Callable[[ml_collections.ConfigDict, str], None] | None = None
+    attach_data: Callable[[Any, ml_collections.ConfigDict, Any], Model] | None = None
     stage_starts: Callable[[Any], tuple[int, ...]] | None = None
     resume_keys: tuple[str, ...] = ()
     progress_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)

@@ -1,7 +1,8 @@
 """TFDS builders for fergan's face databases, and their construction from a config.
 
 Importing this package registers the builders with TFDS (`synthetic_faces`, `ck_plus`,
-`oulu_casia`, `expression_folder`), so `tfds.builder` / `tfds.data_source` find them by name.
+`oulu_casia`, `multipie`, `expression_folder`), so `tfds.builder` / `tfds.data_source` find them
+by name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tensorflow_datasets as tfds
 
 from fergan import console
 from fergan.data import align, face_renderer
-from fergan.data.builders import base, ck_plus, image_folder, oulu_casia
+from fergan.data.builders import base, ck_plus, image_folder, multipie, oulu_casia
 from fergan.data.builders.base import (
     SEE_LAYOUT,
     SPLIT,
@@ -26,6 +27,7 @@ from fergan.data.builders.base import (
 )
 from fergan.data.builders.ck_plus import CkPlus
 from fergan.data.builders.image_folder import ExpressionFolder
+from fergan.data.builders.multipie import MultiPie
 from fergan.data.builders.oulu_casia import OuluCasia
 from fergan.data.builders.synthetic_faces import SyntheticFaces
 
@@ -33,6 +35,7 @@ BUILDERS = {
     "synthetic_faces": SyntheticFaces,
     "ck_plus": CkPlus,
     "oulu_casia": OuluCasia,
+    "multipie": MultiPie,
     "expression_folder": ExpressionFolder,
 }
 
@@ -42,6 +45,7 @@ __all__ = [
     "CkPlus",
     "ExpressionFolder",
     "FaceConfig",
+    "MultiPie",
     "OuluCasia",
     "SyntheticFaces",
     "builder_config",
@@ -59,6 +63,8 @@ def _class_names(data: ml_collections.ConfigDict, root: str) -> tuple[str, ...]:
         return ck_plus.CLASS_NAMES
     if data.name == "oulu_casia":
         return oulu_casia.CLASS_NAMES
+    if data.name == "multipie":
+        return multipie.CLASS_NAMES
     return listed or image_folder.folder_class_names(root)
 
 
@@ -76,9 +82,14 @@ def manual_dir(data: ml_collections.ConfigDict) -> str:
 
 def check_neutral_frames(data: ml_collections.ConfigDict) -> None:
     """ValueError when `data.neutral_first_frames` is on for a database without sequences."""
-    if not data.get("neutral_first_frames", False) or data.name != "expression_folder":
+    if not data.get("neutral_first_frames", False):
         return
-    if not data.get("sequence_regex", ""):
+    if data.name == "multipie":
+        raise ValueError(
+            "data.neutral_first_frames=True needs sequences: multipie holds single images "
+            "(its neutral faces are the class 'neutral')."
+        )
+    if data.name == "expression_folder" and not data.get("sequence_regex", ""):
         raise ValueError(
             "data.neutral_first_frames=True needs sequences: expression_folder has them only "
             "with data.sequence_regex (synthetic_faces, ck_plus and oulu_casia always)."
