@@ -42,7 +42,8 @@ CURVES = "training_curves.png"
 CV_JSON = "cv_results.json"
 CV_MARKDOWN = "cv_results.md"
 FIGURES = "figures"
-SAMPLE_FIGURES = ("expressions.png", "intensity_sweep.png", "prior_faces.png")
+SAMPLE_FIGURES = ("expressions.png", "intensity_sweep.png", "prior_faces.png", "targets.png")
+POSE_PREFIX = "accuracy_pose_"  # Per-pose accuracies of a fold's final evaluation (heldout).
 # Population std over folds (numpy's default), stated in the table.
 STD_DDOF = 0
 # Training faces (peak frames) used to choose the verification threshold; caps the cost at 128 px.
@@ -307,6 +308,16 @@ def _variant_summary(results: dict[int, dict], num_folds: int) -> dict:
         ("verification_rate", verification),
     ):
         summary[f"{name}_mean"], summary[f"{name}_std"] = _mean_std(values)
+    # Accuracy per pose (several poses only), from each fold's final evaluation.
+    final = lambda r: (r.get("train_summary") or {}).get("eval") or {}
+    poses = sorted(
+        {int(k[len(POSE_PREFIX) :]) for r in results.values() for k in final(r)
+         if k.startswith(POSE_PREFIX)}
+    )  # fmt: skip
+    summary["poses"] = poses
+    for yaw in poses:
+        values = per_fold(lambda r, yaw=yaw: final(r).get(f"{POSE_PREFIX}{yaw}"))
+        summary[f"{POSE_PREFIX}{yaw}_mean"], summary[f"{POSE_PREFIX}{yaw}_std"] = _mean_std(values)
     for name in judge.METRICS:  # Folds evaluated before the judge existed count as missing.
         values = per_fold(lambda r, name=name: (r.get("judge") or {}).get(name))
         summary[f"{name}_per_fold"] = values
@@ -322,7 +333,8 @@ def _fmt(mean: float | None, std: float | None, scale: float, decimals: int) -> 
 
 def results_markdown(payload: dict) -> str:
     """The CV report: accuracy per fold with mean and std (Table V / Fig. 8), synthesis and
-    verification (Tables III-IV), and per-class accuracy over all folds."""
+    verification (Tables III-IV), accuracy per pose (data of several poses) and per-class
+    accuracy over all folds."""
     variants = payload["variants"]
     accuracies = {
         name: [np.nan if a is None else a for a in v["accuracy_per_fold"]]
@@ -362,6 +374,22 @@ def results_markdown(payload: dict) -> str:
         ]
         cells += [_fmt(v.get(f"{m}_mean"), v.get(f"{m}_std"), *scales[m]) for m in judge.METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    poses = sorted({yaw for v in variants.values() for yaw in v.get("poses", [])})
+    if poses:
+        lines += [
+            "",
+            "Accuracy (%) per pose (yaw in degrees) on the test fold's faces of that pose; "
+            "mean ± std over the folds.",
+            "",
+            "| variant | " + " | ".join(f"{yaw:+d}°" for yaw in poses) + " |",
+            "|---|" + "---:|" * len(poses),
+        ]
+        for name, v in variants.items():
+            cells = [
+                _fmt(v.get(f"{POSE_PREFIX}{y}_mean"), v.get(f"{POSE_PREFIX}{y}_std"), 100.0, 1)
+                for y in poses
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     names = payload["class_names"]
     lines += [
         "",

@@ -321,3 +321,26 @@ def test_fold_config_shares_the_data_dir_and_checks_the_fold(tmp_path):
         cv.fold_config(config, str(tmp_path), "FESR_JL", 3)
     with pytest.raises(ValueError, match="unknown"):
         cv.fold_config(config, str(tmp_path), "NOPE", 0)
+
+
+def test_per_pose_accuracy_is_averaged_over_folds_and_tabled():
+    def fold(accuracy, per_pose):
+        evaluation = {f"accuracy_pose_{yaw}": a for yaw, a in per_pose.items()}
+        return {"accuracy": accuracy, "synthesis": None, "verification": None,
+                "confusion_matrix": np.eye(2, dtype=int).tolist(), "judge": None,
+                "train_summary": {"eval": {"accuracy": accuracy} | evaluation}}  # fmt: skip
+
+    results = {0: fold(0.5, {-15: 0.4, 0: 0.6}), 2: fold(0.7, {-15: 0.6, 0: 0.8})}
+    summary = cv._variant_summary(results, 3)
+    assert summary["poses"] == [-15, 0]
+    assert summary["accuracy_pose_-15_mean"] == pytest.approx(0.5)
+    assert summary["accuracy_pose_0_std"] == pytest.approx(0.1)
+    payload = {"variants": {"GEO": summary}, "num_folds": 3, "dataset": "synthetic_faces",
+               "config": "demo_geometry", "class_names": ["a", "b"], "judge": None}  # fmt: skip
+    text = cv.results_markdown(payload)
+    assert "| variant | -15° | +0° |" in text and "| GEO | 50.0 ± 10.0 | 70.0 ± 10.0 |" in text
+    # A single-pose CV has no pose table.
+    flat = cv._variant_summary({0: fold(0.5, {})}, 1)
+    assert flat["poses"] == [] and "per pose" not in cv.results_markdown(
+        payload | {"variants": {"FESR_JL": flat}}
+    )
