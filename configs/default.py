@@ -184,6 +184,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.geometry.con_target = "input"
     config.geometry.templates = 60  # Template faces drawn from the training frames (Sec. III-C).
     config.geometry.synthetic_per_real = 5  # Stage 2: template renders per real face.
+    # C: 'r' (fergan's R on the frozen LightCNN trunk; decision) or 'resnet50' (the paper's
+    # ResNet-50 with two FC layers after pool5, from N(0, 0.02), trained from scratch).
+    config.geometry.classifier = "r"
 
     config.determinism = ml_collections.ConfigDict()
     # Cap on the instruction set XLA:CPU compiles for (fergan.main sets it before JAX starts):

@@ -35,6 +35,7 @@ METHOD = methods.register(
             "model.width",
             "model.num_classes",
             "model.lightcnn_classes",
+            "geometry.classifier",
         ),
         batch_features=("target",),
         edits_intensity=False,

@@ -15,7 +15,6 @@ from fergan.methods.base import Editor, FeatureFn
 from fergan.methods.geometry import step
 from fergan.methods.geometry.model import GeometryModel
 from fergan.methods.geometry.step import GeometryState
-from fergan.training.recognition import recognize
 
 # Held-out faces (of distinct subjects) in the sample grid.
 SAMPLE_ROWS = 6
@@ -25,7 +24,7 @@ SAMPLE_ROWS = 6
 def evaluate_batch(model: GeometryModel, state: GeometryState, x, y) -> dict[str, jax.Array]:
     """Per-example outputs of C on x [B, S, S, c]: `prediction` [B] and `feature` [B, F]."""
     del y
-    feature, logits = recognize(model.recognizer, model.identity, state.identity, state.c.params, x)
+    feature, logits, _ = step.classify(model, state, state.c.params, x)
     return {"prediction": jnp.argmax(logits, -1), "feature": feature}
 
 

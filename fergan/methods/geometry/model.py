@@ -22,6 +22,7 @@ from fergan.models.layers import check_model_keys
 from fergan.training import recognition
 
 CON_TARGETS = ("input", "same_subject")
+CLASSIFIERS = ("r", "resnet50")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +86,8 @@ class GeometryModel:
     d_i: networks.IdentityDiscriminator
     hp: GeometryHParams
     identity: LightCNN29  # Frozen: C's trunk and the verification features.
-    recognizer: RecognizerHead  # C: fergan's R on the frozen trunk.
+    # C: fergan's R on the frozen trunk (`geometry.classifier=r`) or the paper's ResNet-50.
+    recognizer: RecognizerHead | networks.ResNet50Classifier
     templates: TemplateBank  # The synthetic stage's target geometries (`attach_data`).
     image_size: int
     channels: int
@@ -151,6 +153,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check_model_keys(config.model)
     networks.check_image_size(int(config.model.image_size))
     recognition.check_frozen_trunk(config, "geometry")
+    if config.geometry.classifier not in CLASSIFIERS:
+        raise ValueError(
+            f"geometry.classifier={config.geometry.classifier!r} is unknown; allowed: {CLASSIFIERS}"
+        )
 
 
 def build(config: ml_collections.ConfigDict, steps_per_epoch: int) -> GeometryModel:
@@ -167,7 +173,11 @@ def build(config: ml_collections.ConfigDict, steps_per_epoch: int) -> GeometryMo
         d_i=networks.IdentityDiscriminator(),
         hp=make_hparams(config, steps_per_epoch),
         identity=LightCNN29(width, m.lightcnn_classes, version=config.identity.version),
-        recognizer=RecognizerHead(width, k),
+        recognizer=(
+            RecognizerHead(width, k)
+            if config.geometry.classifier == "r"
+            else networks.ResNet50Classifier(k, width)
+        ),
         templates=random_templates(int(config.geometry.templates), k, int(config.seed)),
         image_size=size,
         channels=c,

@@ -62,8 +62,11 @@ class GeometryEmbedding(nn.Module):
     def __call__(self, g: jax.Array, train: bool, axis_name: str | None = None):
         h = g
         for i, units in enumerate(EMBEDDING_LAYERS):
-            h = nn.relu(_batch_norm(train, axis_name, f"bn{i}")(
-                nn.Dense(units, kernel_init=init_normal, name=f"fc{i}")(h)))  # fmt: skip
+            h = nn.relu(
+                _batch_norm(train, axis_name, f"bn{i}")(
+                    nn.Dense(units, kernel_init=init_normal, name=f"fc{i}")(h)
+                )
+            )
             if i == CODE_LAYER:
                 code = h
         out = nn.Dense(NUM_LANDMARK_COORDS, kernel_init=init_normal, name="out")(h)
@@ -79,8 +82,13 @@ class Encoder(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x
         for i, ch in enumerate(ENCODER_CHANNELS):
-            conv = nn.Conv(scaled(ch, self.width), (KERNEL, KERNEL), 2, kernel_init=init_normal,
-                           name=f"conv{i}")  # fmt: skip
+            conv = nn.Conv(
+                scaled(ch, self.width),
+                (KERNEL, KERNEL),
+                2,
+                kernel_init=init_normal,
+                name=f"conv{i}",
+            )
             h = nn.relu(conv(h))
         h = h.reshape(h.shape[0], -1)
         return jnp.tanh(nn.Dense(IDENTITY_CODE, kernel_init=init_normal, name="fc")(h))
@@ -102,11 +110,17 @@ class Decoder(nn.Module):
         h = nn.relu(nn.Dense(side * side * first, kernel_init=init_normal, name="fc")(h))
         h = h.reshape(h.shape[0], side, side, first)
         for i, ch in enumerate(DECODER_CHANNELS[:STRIDED_LAYERS]):
-            deconv = nn.ConvTranspose(scaled(ch, self.width), (KERNEL, KERNEL), (2, 2),
-                                      kernel_init=init_normal, name=f"deconv{i}")  # fmt: skip
+            deconv = nn.ConvTranspose(
+                scaled(ch, self.width),
+                (KERNEL, KERNEL),
+                (2, 2),
+                kernel_init=init_normal,
+                name=f"deconv{i}",
+            )
             h = nn.relu(deconv(h))
-        out = nn.ConvTranspose(self.channels, (KERNEL, KERNEL), (1, 1), kernel_init=init_normal,
-                               name="out")  # fmt: skip
+        out = nn.ConvTranspose(
+            self.channels, (KERNEL, KERNEL), (1, 1), kernel_init=init_normal, name="out"
+        )
         return jnp.tanh(out(h))
 
 
@@ -119,8 +133,13 @@ class AttributeDiscriminator(nn.Module):
     def __call__(self, x: jax.Array, condition: jax.Array, train: bool, axis_name=None):
         h = x
         for i, ch in enumerate(D_ATT_CHANNELS):
-            conv = nn.Conv(scaled(ch, self.width), (KERNEL, KERNEL), 2, kernel_init=init_normal,
-                           name=f"conv{i}")  # fmt: skip
+            conv = nn.Conv(
+                scaled(ch, self.width),
+                (KERNEL, KERNEL),
+                2,
+                kernel_init=init_normal,
+                name=f"conv{i}",
+            )
             h = nn.relu(_batch_norm(train, axis_name, f"bn{i}")(conv(h)))
             if i == 0:
                 h = tile_code(h, condition)
@@ -140,3 +159,55 @@ class IdentityDiscriminator(nn.Module):
             h = nn.Dense(units, kernel_init=init_normal, name=f"fc{i}")(h)
             h = nn.relu(_batch_norm(train, axis_name, f"bn{i}")(h))
         return nn.Dense(1, kernel_init=init_normal, name="out")(h)[:, 0]
+
+
+RESNET_STAGES = (3, 4, 6, 3)  # Bottleneck blocks per stage (ResNet-50).
+RESNET_WIDTHS = (64, 128, 256, 512)  # Inner channels per stage; outputs are 4x.
+RESNET_HIDDEN = 1024  # The first of the two fully connected layers after pool5 (decision).
+
+
+class Bottleneck(nn.Module):
+    """ResNet's 1x1 -> 3x3 (stride) -> 1x1 (4x channels) block with batch norm and a projected
+    shortcut where the shape changes: [B, H, W, C] -> [B, H/s, W/s, 4 inner]."""
+
+    inner: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool, axis_name: str | None = None) -> jax.Array:
+        bn = lambda name: _batch_norm(train, axis_name, name)
+        conv = lambda ch, k, s, name: nn.Conv(
+            ch, (k, k), s, use_bias=False, kernel_init=init_normal, name=name
+        )
+        h = nn.relu(bn("bn0")(conv(self.inner, 1, 1, "conv0")(x)))
+        h = nn.relu(bn("bn1")(conv(self.inner, 3, self.stride, "conv1")(h)))
+        h = bn("bn2")(conv(4 * self.inner, 1, 1, "conv2")(h))
+        if x.shape[-1] != 4 * self.inner or self.stride != 1:
+            x = bn("bn_proj")(conv(4 * self.inner, 1, self.stride, "proj")(x))
+        return nn.relu(h + x)
+
+
+class ResNet50Classifier(nn.Module):
+    """The paper's C (Sec. IV-B): ResNet-50 with two fully connected layers after pool5 (FC 1024
+    + ReLU, FC K), every weight from N(0, 0.02), trained from scratch. Faces [B, S, S, c] ->
+    (pool5 feature [B, 2048 width], logits [B, K]); S >= 32."""
+
+    num_classes: int
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool, axis_name: str | None = None):
+        h = nn.Conv(
+            scaled(64, self.width), (7, 7), 2, use_bias=False, kernel_init=init_normal, name="conv0"
+        )(x)
+        h = nn.relu(_batch_norm(train, axis_name, "bn0")(h))
+        h = nn.max_pool(h, (3, 3), (2, 2), padding="SAME")
+        for stage, (blocks, inner) in enumerate(zip(RESNET_STAGES, RESNET_WIDTHS, strict=True)):
+            for i in range(blocks):
+                stride = 2 if stage > 0 and i == 0 else 1
+                block = Bottleneck(scaled(inner, self.width), stride, name=f"stage{stage}_{i}")
+                h = block(h, train, axis_name)
+        feature = jnp.mean(h, axis=(1, 2))
+        hidden = nn.Dense(scaled(RESNET_HIDDEN, self.width), kernel_init=init_normal, name="fc0")
+        logits = nn.Dense(self.num_classes, kernel_init=init_normal, name="fc1")
+        return feature, logits(nn.relu(hidden(feature)))

@@ -37,8 +37,8 @@ PRIOR_TAG, DROPOUT_TAG, TEMPLATE_TAG = 1, 2, 3
 @flax.struct.dataclass
 class GeometryState:
     """E, G ({'encoder', 'decoder'}), D_att, D_i and C with their Adam states; the batch-norm
-    running statistics of E, D_att and D_i; the frozen LightCNN-29 (`identity`); the step and
-    the base key."""
+    running statistics of E, D_att, D_i and C (the ResNet-50; {} for R); the frozen LightCNN-29
+    (`identity`); the step and the base key."""
 
     step: jax.Array
     rng: jax.Array
@@ -50,6 +50,7 @@ class GeometryState:
     d_i: NetState
     d_i_stats: PyTree
     c: NetState
+    c_stats: PyTree
     identity: PyTree
 
 
@@ -75,9 +76,13 @@ def init_state(
     }
     d_att = model.d_att.init(keys[3], x, code, False)
     d_i = model.d_i.init(keys[4], f, False)
-    c_params = recognition.init_recognizer(
-        model.recognizer, model.identity, identity_params, keys[6], x
-    )
+    if recognition.on_trunk(model.recognizer):
+        r_params = recognition.init_recognizer(
+            model.recognizer, model.identity, identity_params, keys[6], x
+        )
+        c = {"params": r_params, "batch_stats": {}}
+    else:
+        c = model.recognizer.init(keys[6], x, False)
     return GeometryState(
         step=jnp.zeros((), jnp.int32),
         rng=keys[7],
@@ -88,7 +93,8 @@ def init_state(
         d_att_stats=d_att["batch_stats"],
         d_i=net(d_i["params"]),
         d_i_stats=d_i["batch_stats"],
-        c=net(c_params),
+        c=net(c["params"]),
+        c_stats=c["batch_stats"],
         identity=identity_params,
     )
 
@@ -114,13 +120,29 @@ def render(model: GeometryModel, g_params, x: jax.Array, code: jax.Array) -> tup
     return model.decoder.apply({"params": g_params["decoder"]}, f, code), f
 
 
-def classify(model: GeometryModel, state: GeometryState, c_params, x, keep=None) -> jax.Array:
-    """C's logits [B, K] on faces x [B, S, S, c]: R's head on the frozen LightCNN-29 trunk. The
-    trunk's parameters are constants; gradients reach x (G's side of Eq. 5)."""
+def classify(
+    model: GeometryModel,
+    state: GeometryState,
+    c_params,
+    x,
+    keep=None,
+    train: bool = False,
+    axis_name=None,
+) -> tuple[jax.Array, jax.Array, PyTree]:
+    """C on faces x [B, S, S, c]: (feature [B, F], logits [B, K], C's batch-norm statistics).
+    R reads the frozen LightCNN-29 trunk (its parameters constants, gradients reaching x: G's
+    side of Eq. 5) and drops features with `keep` [B, F]; the ResNet-50 takes its batch's
+    moments and updated statistics when `train`, else its running ones."""
+    if not recognition.on_trunk(model.recognizer):
+        (feature, logits), stats = _normed(
+            model.recognizer, c_params, state.c_stats, x, train=train, axis_name=axis_name
+        )
+        return feature, logits, stats
     trunk = model.identity.apply(
         {"params": state.identity}, to_lightcnn_input(x), method=LightCNN29.trunk
     )
-    return model.recognizer.apply({"params": c_params}, trunk, keep)[1]
+    feature, logits = model.recognizer.apply({"params": c_params}, trunk, keep)
+    return feature, logits, state.c_stats
 
 
 def _key(state: GeometryState, tag: int) -> jax.Array:
@@ -213,7 +235,8 @@ def generator_objective(
         "tv": (hp.lambda_tv, losses.total_variation(fake)),
     }
     if hp.variant.end_to_end:
-        logits = classify(model, state, state.c.params, fake)
+        # C normalises with the batch's moments (its statistics move in its own update only).
+        logits = classify(model, state, state.c.params, fake, train=True, axis_name=axis_name)[1]
         terms["g_cls"] = (
             hp.lambda_cls,
             losses.smoothed_cross_entropy(logits, batch["y_t"], hp.smoothing),
@@ -245,25 +268,27 @@ def c_update(
     update never reaches G). Dropout keep-masks are keyed per sample."""
     x, y = batch["x"], batch["y"]
     b = x.shape[0]
-    copies = 1 if fakes is None else 1 + fakes.shape[0] // b
-    masks = recognition.keep_masks(
-        _key(state, DROPOUT_TAG), sample_indices(batch, axis_name), model.identity.width, copies
-    )
-    # Mask block j serves the faces of copy j, in the order the faces are concatenated below.
     faces = x if fakes is None else jnp.concatenate([x, lax.stop_gradient(fakes)])
+    keep = None
+    if recognition.on_trunk(model.recognizer):  # R's dropout; block j serves copy j's faces.
+        copies = faces.shape[0] // b
+        masks = recognition.keep_masks(
+            _key(state, DROPOUT_TAG), sample_indices(batch, axis_name), model.identity.width, copies
+        )
+        keep = masks.reshape(-1, masks.shape[-1])
 
     def objective(c_params):
-        logits = classify(model, state, c_params, faces, masks.reshape(-1, masks.shape[-1]))
+        _, logits, stats = classify(model, state, c_params, faces, keep, True, axis_name)
         loss = shared_losses.classification_loss(logits[:b], y)
         metrics = {"acc/r_real": shared_losses.accuracy(logits[:b], y)}
         if fakes is not None:
             loss += losses.smoothed_cross_entropy(logits[b:], fake_labels, model.hp.smoothing)
             metrics["acc/r_synthetic"] = shared_losses.accuracy(logits[b:], fake_labels)
-        return loss, metrics | {"loss/r_cls": loss}
+        return loss, (metrics | {"loss/r_cls": loss}, stats)
 
-    grads, metrics = jax.grad(objective, has_aux=True)(state.c.params)
+    grads, (metrics, stats) = jax.grad(objective, has_aux=True)(state.c.params)
     c = _update(model, state.c, grads, model.hp.recognizer_learning_rate, axis_name)
-    return state.replace(c=c), metrics
+    return state.replace(c=c, c_stats=stats), metrics
 
 
 def synthesis_update(model: GeometryModel, state: GeometryState, batch: Batch, axis_name):

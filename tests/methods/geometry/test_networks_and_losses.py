@@ -16,6 +16,7 @@ from fergan.methods.geometry.networks import (
     Encoder,
     GeometryEmbedding,
     IdentityDiscriminator,
+    ResNet50Classifier,
 )
 
 
@@ -153,3 +154,19 @@ def test_content_tv_and_geometry_losses():
     g = jnp.zeros((2, 136))
     g_hat = g.at[:, 0].set(3.0).at[:, 1].set(4.0)
     np.testing.assert_allclose(losses.geometry_reconstruction_loss(g, g_hat), 5.0, rtol=1e-6)
+
+
+def test_resnet50_classifier_counts_and_shapes():
+    net = ResNet50Classifier(6)
+    x = jnp.zeros((1, 224, 224, 3))
+    variables = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), x, False))
+    body = 23_508_032  # ResNet-50 without its 1000-way layer (conv and BN scale/offset).
+    heads = 2048 * 1024 + 1024 + 1024 * 6 + 6
+    assert count(variables["params"]) == body + heads
+    small = ResNet50Classifier(4, width=0.125)
+    v = small.init(jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 1)), False)
+    (feature, logits), updated = small.apply(
+        v, jnp.ones((2, 32, 32, 1)), True, mutable=["batch_stats"]
+    )
+    assert feature.shape == (2, 256) and logits.shape == (2, 4)
+    assert jax.tree.structure(updated["batch_stats"]) == jax.tree.structure(v["batch_stats"])

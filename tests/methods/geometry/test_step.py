@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fergan import methods
+from fergan.methods.geometry import evaluation as geo_evaluation
 from fergan.methods.geometry import model as geo_model
 from fergan.methods.geometry import networks
 from fergan.methods.geometry import step as geo_step
@@ -209,3 +210,17 @@ def test_both_stages_and_batch_norm_agree_on_one_and_four_devices():
     assert max_diff(one_late.c.params, four_late.c.params) <= 4 * lr
     for name in m1:
         np.testing.assert_allclose(m1[name], m4[name], rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def test_resnet50_classifier_trains_with_its_batch_statistics(setup):
+    _, state, batch = setup
+    model = dataclasses.replace(tiny_model(), recognizer=networks.ResNet50Classifier(K, WIDTH))
+    fresh = geo_step.init_state(model, 0)
+    assert jax.tree.leaves(fresh.c_stats) and not jax.tree.leaves(state.c_stats)
+    after, metrics = jax.jit(body_at(model, 0))(fresh, batch)
+    assert not same(after.c, fresh.c) and not same(after.c_stats, fresh.c_stats)
+    assert np.isfinite(float(metrics["loss/g_cls"]))
+    # Evaluation reads the running statistics: a batch of one gives the same prediction alone.
+    out = geo_evaluation.evaluate_batch(model, after, batch["x"], batch["y"])
+    one = geo_evaluation.evaluate_batch(model, after, batch["x"][:1], batch["y"][:1])
+    np.testing.assert_array_equal(out["prediction"][:1], one["prediction"])
