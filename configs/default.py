@@ -184,6 +184,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.geometry.con_target = "input"
     config.geometry.templates = 60  # Template faces drawn from the training frames (Sec. III-C).
     config.geometry.synthetic_per_real = 5  # Stage 2: template renders per real face.
+    # Table IX: stage 2's template landmarks moved by uniform noise in [-s, s] pixels at 224 px
+    # (scaled to model.image_size); the paper tries 2, 4, 6, 8. 0 = none.
+    config.geometry.landmark_noise = 0.0
     # C: 'r' (fergan's R on the frozen LightCNN trunk; decision) or 'resnet50' (the paper's
     # ResNet-50 with two FC layers after pool5, from N(0, 0.02), trained from scratch).
     config.geometry.classifier = "r"

@@ -63,6 +63,7 @@ class GeometryHParams:
     rho: float = 0.1  # Eq. 6.
     con_target: str = "input"
     synthetic_per_real: int = 5
+    landmark_noise: float = 0.0  # Table IX: template landmarks +- this many pixels at 224 px.
     recognizer_learning_rate: float = 5e-4
 
     @property
@@ -130,6 +131,8 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int | None)
         raise ValueError(f"geometry.rho={geo.rho} must be in [0, 1)")
     if int(geo.synthetic_per_real) < 1:
         raise ValueError(f"geometry.synthetic_per_real={geo.synthetic_per_real} must be >= 1")
+    if float(geo.landmark_noise) < 0:
+        raise ValueError(f"geometry.landmark_noise={geo.landmark_noise} must be >= 0")
     if int(geo.templates) < 1:
         raise ValueError(f"geometry.templates={geo.templates} must be >= 1")
     return GeometryHParams(
@@ -143,6 +146,7 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int | None)
         rho=float(geo.rho),
         con_target=str(geo.con_target),
         synthetic_per_real=int(geo.synthetic_per_real),
+        landmark_noise=float(geo.landmark_noise),
         recognizer_learning_rate=float(geo.recognizer_learning_rate),
     )
 

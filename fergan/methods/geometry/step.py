@@ -30,6 +30,7 @@ from fergan.training.collectives import pmean, sample_indices
 from fergan.training.optim import NetState, adam_step, init_net
 from fergan.types import Batch, Metrics, PyTree
 
+PAPER_IMAGE_SIZE = 224  # Table IX's noise is in pixels at this size.
 # fold_in tags of the iteration's draws.
 PRIOR_TAG, DROPOUT_TAG, TEMPLATE_TAG = 1, 2, 3
 
@@ -304,19 +305,40 @@ def synthesis_update(model: GeometryModel, state: GeometryState, batch: Batch, a
     return state, metrics
 
 
-def template_renders(model: GeometryModel, state: GeometryState, batch: Batch, axis_name):
-    """Stage 2's synthetic faces: each real face x_i rendered with `synthetic_per_real`
-    templates drawn (per sample) from the bank, E at its running statistics. Returns (faces
-    [n B, S, S, c] ordered copy-major, their template labels [n B])."""
+def landmark_noise_amplitude(noise_px: float, image_size: int) -> float:
+    """Table IX's noise, uniform in [-s, s] pixels at 224 px, as an amplitude in the [-1, 1]
+    landmark units of faces of side `image_size`."""
+    return 2.0 * noise_px * (image_size / PAPER_IMAGE_SIZE) / (image_size - 1)
+
+
+def template_landmarks(model: GeometryModel, state: GeometryState, batch: Batch, axis_name):
+    """Stage 2's target geometries: `synthetic_per_real` templates per real face drawn (per
+    sample) from the bank, their landmarks moved by Table IX's noise
+    (`geometry.landmark_noise`). Returns (landmarks [n B, 136], template indices [n B]),
+    ordered copy-major."""
     n, bank = model.hp.synthetic_per_real, model.templates
     key = _key(state, TEMPLATE_TAG)
-    draw = lambda i: jax.random.randint(jax.random.fold_in(key, i), (n,), 0, len(bank))
-    chosen = jax.vmap(draw)(sample_indices(batch, axis_name)).T.reshape(-1)  # [n B], copy-major.
-    marks = jnp.asarray(bank.landmark_array())[chosen]
+    amplitude = landmark_noise_amplitude(model.hp.landmark_noise, model.image_size)
+
+    def draw(i):
+        index_key, noise_key = jax.random.split(jax.random.fold_in(key, i))
+        noise = jax.random.uniform(noise_key, (n, NUM_LANDMARK_COORDS), minval=-1.0)
+        return jax.random.randint(index_key, (n,), 0, len(bank)), amplitude * noise
+
+    chosen, noise = jax.vmap(draw)(sample_indices(batch, axis_name))  # [B, n], [B, n, 136].
+    chosen = chosen.T.reshape(-1)
+    noise = jnp.swapaxes(noise, 0, 1).reshape(-1, NUM_LANDMARK_COORDS)
+    return jnp.asarray(bank.landmark_array())[chosen] + noise, chosen
+
+
+def template_renders(model: GeometryModel, state: GeometryState, batch: Batch, axis_name):
+    """Stage 2's synthetic faces: each real face rendered with its `template_landmarks`, E at
+    its running statistics. Returns (faces [n B, S, S, c] copy-major, template labels [n B])."""
+    marks, chosen = template_landmarks(model, state, batch, axis_name)
     (code, _), _ = embed(model, state.e.params, state.e_stats, marks, train=False)
-    x = jnp.tile(batch["x"], (n, 1, 1, 1))
+    x = jnp.tile(batch["x"], (model.hp.synthetic_per_real, 1, 1, 1))
     fakes, _ = render(model, state.g.params, x, code)
-    return fakes, jnp.asarray(bank.labels, jnp.int32)[chosen]
+    return fakes, jnp.asarray(model.templates.labels, jnp.int32)[chosen]
 
 
 def synthetic_update(model: GeometryModel, state: GeometryState, batch: Batch, axis_name):

@@ -224,3 +224,17 @@ def test_resnet50_classifier_trains_with_its_batch_statistics(setup):
     out = geo_evaluation.evaluate_batch(model, after, batch["x"], batch["y"])
     one = geo_evaluation.evaluate_batch(model, after, batch["x"][:1], batch["y"][:1])
     np.testing.assert_array_equal(out["prediction"][:1], one["prediction"])
+
+
+def test_landmark_noise_moves_the_templates_by_at_most_its_amplitude(setup):
+    model, state, batch = setup
+    noisy = dataclasses.replace(model, hp=dataclasses.replace(model.hp, landmark_noise=8.0))
+    # 8 px at 224 px is 8 * 32 / 224 px at 32 px: 2 * that / 31 in [-1, 1] units.
+    amplitude = geo_step.landmark_noise_amplitude(8.0, SIZE)
+    assert amplitude == pytest.approx(2 * (8 * 32 / 224) / 31)
+    clean, chosen = geo_step.template_landmarks(model, state, batch, None)
+    moved, noisy_chosen = geo_step.template_landmarks(noisy, state, batch, None)
+    np.testing.assert_array_equal(chosen, noisy_chosen)  # The same templates drawn.
+    shift = np.abs(np.asarray(moved) - np.asarray(clean))
+    assert shift.max() <= amplitude + 1e-6 and shift.mean() > amplitude / 4
+    np.testing.assert_array_equal(clean, model.templates.landmark_array()[np.asarray(chosen)])
