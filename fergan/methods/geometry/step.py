@@ -33,6 +33,7 @@ from fergan.types import Batch, Metrics, PyTree
 PAPER_IMAGE_SIZE = 224  # Table IX's noise is in pixels at this size.
 # fold_in tags of the iteration's draws.
 PRIOR_TAG, DROPOUT_TAG, TEMPLATE_TAG = 1, 2, 3
+NOISE_TAG = 1  # Folded into a sample's template key.
 
 
 @flax.struct.dataclass
@@ -321,9 +322,10 @@ def template_landmarks(model: GeometryModel, state: GeometryState, batch: Batch,
     amplitude = landmark_noise_amplitude(model.hp.landmark_noise, model.image_size)
 
     def draw(i):
-        index_key, noise_key = jax.random.split(jax.random.fold_in(key, i))
+        sample_key = jax.random.fold_in(key, i)
+        noise_key = jax.random.fold_in(sample_key, NOISE_TAG)
         noise = jax.random.uniform(noise_key, (n, NUM_LANDMARK_COORDS), minval=-1.0)
-        return jax.random.randint(index_key, (n,), 0, len(bank)), amplitude * noise
+        return jax.random.randint(sample_key, (n,), 0, len(bank)), amplitude * noise
 
     chosen, noise = jax.vmap(draw)(sample_indices(batch, axis_name))  # [B, n], [B, n, 136].
     chosen = chosen.T.reshape(-1)
