@@ -164,9 +164,8 @@ def test_resnet50_classifier_counts_and_shapes():
     heads = 2048 * 1024 + 1024 + 1024 * 6 + 6
     assert count(variables["params"]) == body + heads
     small = ResNet50Classifier(4, width=0.125)
-    v = small.init(jax.random.PRNGKey(0), jnp.zeros((2, 32, 32, 1)), False)
-    (feature, logits), updated = small.apply(
-        v, jnp.ones((2, 32, 32, 1)), True, mutable=["batch_stats"]
+    x = jnp.zeros((2, 32, 32, 1))
+    feature, logits = jax.eval_shape(
+        lambda: small.apply(small.init(jax.random.PRNGKey(0), x, False), x, False)
     )
     assert feature.shape == (2, 256) and logits.shape == (2, 4)
-    assert jax.tree.structure(updated["batch_stats"]) == jax.tree.structure(v["batch_stats"])

@@ -217,13 +217,16 @@ def test_resnet50_classifier_trains_with_its_batch_statistics(setup):
     model = dataclasses.replace(tiny_model(), recognizer=networks.ResNet50Classifier(K, WIDTH))
     fresh = geo_step.init_state(model, 0)
     assert jax.tree.leaves(fresh.c_stats) and not jax.tree.leaves(state.c_stats)
-    after, metrics = jax.jit(body_at(model, 0))(fresh, batch)
+    update = jax.jit(lambda st: geo_step.c_update(model, st, batch, None, None, None))
+    after, metrics = update(fresh)
     assert not same(after.c, fresh.c) and not same(after.c_stats, fresh.c_stats)
-    assert np.isfinite(float(metrics["loss/g_cls"]))
-    # Evaluation reads the running statistics: a batch of one gives the same prediction alone.
+    assert same(after.g, fresh.g) and np.isfinite(float(metrics["loss/r_cls"]))
+    # Evaluation reads the running statistics: a face's output ignores the rest of its batch.
     out = geo_evaluation.evaluate_batch(model, after, batch["x"], batch["y"])
-    one = geo_evaluation.evaluate_batch(model, after, batch["x"][:1], batch["y"][:1])
-    np.testing.assert_array_equal(out["prediction"][:1], one["prediction"])
+    others = batch["x"].copy()
+    others[1:] = batch["x_target"][1:]
+    mixed = geo_evaluation.evaluate_batch(model, after, others, batch["y"])
+    np.testing.assert_array_equal(out["feature"][0], mixed["feature"][0])
 
 
 def test_landmark_noise_moves_the_templates_by_at_most_its_amplitude(setup):
