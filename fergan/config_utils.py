@@ -14,3 +14,11 @@ def editable_copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
 def frozen(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
     """An immutable copy: setting any key raises."""
     return ml_collections.FrozenConfigDict(config)
+
+
+def check_at_least(config: ml_collections.ConfigDict, section: str, keys, minimum) -> None:
+    """ValueError naming `<section>.<key>=<value>` for the first of `keys` below `minimum`."""
+    for key in keys:
+        value = config[section][key]
+        if float(value) < minimum:
+            raise ValueError(f"{section}.{key}={value} must be >= {minimum}")

@@ -53,14 +53,15 @@ def recognize(
 ) -> tuple[jax.Array, jax.Array]:
     """(feature [B, F], logits [B, K]) on faces x [B, S, S, c] in [-1, 1]. R reads the frozen
     trunk and drops features with the per-sample `keep` mask [B, F] (None: evaluation); another
-    recognizer's feature is its logits."""
+    recognizer's feature is its logits. The trunk is frozen because no caller differentiates
+    `identity_params`; gradients do reach x (geometry's generator learns from C's loss)."""
     if not on_trunk(recognizer):
         _, logits = recognizer.apply({"params": r_params}, x)
         return logits, logits
     trunk = identity.apply(
         {"params": identity_params}, to_lightcnn_input(x), method=LightCNN29.trunk
     )
-    return recognizer.apply({"params": r_params}, lax.stop_gradient(trunk), keep)
+    return recognizer.apply({"params": r_params}, trunk, keep)
 
 
 def dropout_key(rng: jax.Array, step: jax.Array) -> jax.Array:

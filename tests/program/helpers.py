@@ -1,9 +1,11 @@
-"""A tiny training config for program tests (32 px, narrow networks, 4 synthetic subjects), and
-the held-out evaluation of a finished run recomputed from its files."""
+"""A tiny training config for program tests (32 px, narrow networks, 4 synthetic subjects), the
+held-out evaluation of a finished run recomputed from its files, and the stop-and-resume check
+every method's run is held to."""
 
 import json
 import os
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -44,3 +46,24 @@ def recomputed_accuracy(workdir: str, config: ml_collections.ConfigDict | None =
     test = pipeline.eval_arrays(setup.datasets, "test")
     preds = setup.held_out(state, test)[1]["prediction"]
     return float(np.mean(preds == test["y"]))
+
+
+def restored_state(config: ml_collections.ConfigDict, workdir: str):
+    """The latest checkpointed state of the run of `config` in `workdir`."""
+    setup = train.Setup(config, workdir)
+    try:
+        return setup.checkpoints.restore(setup.initial_state)[0]
+    finally:
+        setup.checkpoints.close()
+
+
+def assert_resume_is_bit_identical(config, workdir: str, resumed_dir: str, stop_after: int):
+    """Runs `config` in `resumed_dir` stopped after `stop_after` steps, resumes it to the end,
+    and asserts its final state equals, bit for bit, that of the uninterrupted run in
+    `workdir`; returns that state."""
+    train.train_and_evaluate(config, resumed_dir, stop_after=stop_after)
+    train.train_and_evaluate(config, resumed_dir)
+    expected, resumed = restored_state(config, workdir), restored_state(config, resumed_dir)
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    return expected

@@ -81,18 +81,15 @@ def manual_dir(data: ml_collections.ConfigDict) -> str:
 
 
 def check_neutral_frames(data: ml_collections.ConfigDict) -> None:
-    """ValueError when `data.neutral_first_frames` is on for a database without sequences."""
-    if not data.get("neutral_first_frames", False):
+    """ValueError when `data.neutral_first_frames` is on for a database without sequences
+    (the builder's `without_sequences`)."""
+    if not data.get("neutral_first_frames", False) or data.name not in BUILDERS:
         return
-    if data.name == "multipie":
+    reason = BUILDERS[data.name].without_sequences(data)
+    if reason:
         raise ValueError(
-            "data.neutral_first_frames=True needs sequences: multipie holds single images "
-            "(its neutral faces are the class 'neutral')."
-        )
-    if data.name == "expression_folder" and not data.get("sequence_regex", ""):
-        raise ValueError(
-            "data.neutral_first_frames=True needs sequences: expression_folder has them only "
-            "with data.sequence_regex (synthetic_faces, ck_plus and oulu_casia always)."
+            f"data.neutral_first_frames=True needs sequences: {reason} (synthetic_faces, "
+            "ck_plus and oulu_casia always have them)."
         )
 
 

@@ -177,6 +177,12 @@ class QuietBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A builder that reports its build in the log, not on stdout: fergan prints its own
     progress line (TFDS prints its size and location on stdout unconditionally otherwise)."""
 
+    @staticmethod
+    def without_sequences(data) -> str:
+        """Why `data` (the config's data section) gives this database no sequences, so no
+        neutral first frames; '' when it has them."""
+        return ""
+
     def _log_download_bytes(self) -> None:
         logging.info("Preparing dataset %s in %s.", self.name, self.data_dir)
 

@@ -46,6 +46,12 @@ class ExpressionFolder(base.FaceFolderBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT
 
     @staticmethod
+    def without_sequences(data) -> str:
+        if data.get("sequence_regex", ""):
+            return ""
+        return "expression_folder has them only with data.sequence_regex"
+
+    @staticmethod
     def records(config: base.FaceConfig, root: str) -> list[base.Record]:
         subject_re = _compile("data.subject_regex", config.option("subject_regex", r"^S(\d+)_"))
         seq_pattern = config.option("sequence_regex", "")

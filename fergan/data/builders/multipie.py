@@ -50,8 +50,46 @@ _SESSION = re.compile(r"^session0?(\d)$")
 _NUMBER = re.compile(r"^\d+$")
 
 
-def _image_name(subject: str, session: int, recording: str, camera: str) -> str:
-    return f"{subject}_{session:02d}_{recording}_{camera.replace('_', '')}_{ILLUMINATION:02d}.png"
+def _recordings(root: str):
+    """(session, subject, recording, folder, expression) of every recording folder under
+    `root`; DataError for a recording the session does not have."""
+    sessions = sorted(
+        (int(m.group(1)), os.path.join(root, name, "multiview"))
+        for name in os.listdir(root)
+        if (m := _SESSION.match(name)) and os.path.isdir(os.path.join(root, name, "multiview"))
+    )
+    if not sessions:
+        raise FileNotFoundError(f"No session0<N>/multiview folders in {root!r}; {base.SEE_LAYOUT}.")
+    for session, views in sessions:
+        for subject in sorted(filter(_NUMBER.match, os.listdir(views))):
+            for recording in sorted(
+                filter(_NUMBER.match, os.listdir(os.path.join(views, subject)))
+            ):
+                folder = os.path.join(views, subject, recording)
+                expression = EXPRESSION_OF_RECORDING.get((session, int(recording)))
+                if expression is None:
+                    raise DataError(
+                        f"{folder!r}: session {session} has no recording {int(recording)}; "
+                        f"{base.SEE_LAYOUT}."
+                    )
+                yield session, subject, recording, folder, expression
+
+
+def _camera_records(session, subject, recording, folder, expression) -> list[base.Record]:
+    """One record per camera of CAMERA_YAW whose illumination-07 image the recording has (not
+    every subject attended every camera's capture)."""
+    records = []
+    for index, (camera, yaw) in enumerate(CAMERA_YAW.items()):
+        name = (
+            f"{subject}_{session:02d}_{recording}_{camera.replace('_', '')}_{ILLUMINATION:02d}.png"
+        )
+        path = os.path.join(folder, camera, name)
+        if os.path.isfile(path):
+            sid = int(subject)
+            sequence = ((sid * 10 + session) * 10 + int(recording)) * 10 + index
+            label = CLASS_NAMES.index(expression)
+            records.append(base.Record(path, label, sid, sequence, 0, True, pose=yaw))
+    return records
 
 
 class MultiPie(base.FaceFolderBuilder):
@@ -60,50 +98,10 @@ class MultiPie(base.FaceFolderBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT
 
     @staticmethod
+    def without_sequences(data) -> str:
+        return "multipie holds single images (its neutral faces are the class 'neutral')"
+
+    @staticmethod
     def records(config: base.FaceConfig, root: str) -> list[base.Record]:
-        sessions = sorted(
-            (int(m.group(1)), name)
-            for name in os.listdir(root)
-            if (m := _SESSION.match(name)) and os.path.isdir(os.path.join(root, name, "multiview"))
-        )
-        if not sessions:
-            raise FileNotFoundError(
-                f"No session0<N>/multiview folders in {root!r}; {base.SEE_LAYOUT}."
-            )
-        records = []
-        for session, folder in sessions:
-            views = os.path.join(root, folder, "multiview")
-            for subject in sorted(filter(_NUMBER.match, os.listdir(views))):
-                for recording in sorted(
-                    filter(_NUMBER.match, os.listdir(os.path.join(views, subject)))
-                ):
-                    expression = EXPRESSION_OF_RECORDING.get((session, int(recording)))
-                    if expression is None:
-                        raise DataError(
-                            f"{os.path.join(views, subject, recording)!r}: session {session} has "
-                            f"no recording {int(recording)}; {base.SEE_LAYOUT}."
-                        )
-                    for cam_index, (camera, yaw) in enumerate(CAMERA_YAW.items()):
-                        path = os.path.join(
-                            views,
-                            subject,
-                            recording,
-                            camera,
-                            _image_name(subject, session, recording, camera),
-                        )
-                        if not os.path.isfile(path):
-                            continue  # Not every subject attended every camera's capture.
-                        sid = int(subject)
-                        records.append(
-                            base.Record(
-                                path=path,
-                                label=CLASS_NAMES.index(expression),
-                                subject=sid,
-                                sequence=((sid * 10 + session) * 10 + int(recording)) * 10
-                                + cam_index,
-                                frame=0,
-                                is_peak=True,
-                                pose=yaw,
-                            )
-                        )
-        return records
+        """Single images, each its own peak frame (frame 0)."""
+        return [r for found in _recordings(root) for r in _camera_records(*found)]

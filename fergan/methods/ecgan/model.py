@@ -19,6 +19,7 @@ import dataclasses
 import flax.linen as nn
 import ml_collections
 
+from fergan.config_utils import check_at_least
 from fergan.data import builders
 from fergan.methods.ecgan.losses import MASK_LOSSES
 from fergan.methods.ecgan.networks import PatchDiscriminator, ResnetGenerator
@@ -117,9 +118,7 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ecg
         raise ValueError(
             f"ecgan.recognizer_epochs={ec.recognizer_epochs} must give at least one step"
         )
-    for key in ("lambda_cyc", "lambda_id", "lambda_context", "lambda_mask"):
-        if float(ec[key]) < 0:
-            raise ValueError(f"ecgan.{key}={ec[key]} must be >= 0")
+    check_at_least(config, "ecgan", ("lambda_cyc", "lambda_id", "lambda_context", "lambda_mask"), 0)
     return EcganHParams(
         variant=VARIANTS[config.variant],
         gan_steps=gan_steps,

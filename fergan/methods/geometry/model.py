@@ -15,6 +15,7 @@ import dataclasses
 
 import ml_collections
 
+from fergan.config_utils import check_at_least
 from fergan.methods.geometry import networks
 from fergan.methods.geometry.templates import TemplateBank, random_templates, select_templates
 from fergan.models import LightCNN29, RecognizerHead
@@ -115,8 +116,6 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int | None)
         )
     if float(geo.epochs) <= 0:
         raise ValueError(f"geometry.epochs={geo.epochs} must be > 0")
-    if float(geo.synthetic_epochs) < 0:
-        raise ValueError(f"geometry.synthetic_epochs={geo.synthetic_epochs} must be >= 0")
     synthesis_steps = round(float(geo.epochs) * (steps_per_epoch or 1))
     if steps_per_epoch and synthesis_steps == 0:
         raise ValueError(
@@ -124,17 +123,11 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int | None)
         )
     synthetic_steps = round(float(geo.synthetic_epochs) * (steps_per_epoch or 1))
     weights = ("lambda_att", "lambda_i", "lambda_cls", "lambda_con", "lambda_gr", "lambda_tv")
-    for key in (*weights, "learning_rate", "recognizer_learning_rate"):
-        if float(geo[key]) < 0:
-            raise ValueError(f"geometry.{key}={geo[key]} must be >= 0")
+    rates = ("learning_rate", "recognizer_learning_rate")
+    check_at_least(config, "geometry", (*weights, *rates, "synthetic_epochs", "landmark_noise"), 0)
+    check_at_least(config, "geometry", ("synthetic_per_real", "templates"), 1)
     if not 0.0 <= float(geo.rho) < 1.0:
         raise ValueError(f"geometry.rho={geo.rho} must be in [0, 1)")
-    if int(geo.synthetic_per_real) < 1:
-        raise ValueError(f"geometry.synthetic_per_real={geo.synthetic_per_real} must be >= 1")
-    if float(geo.landmark_noise) < 0:
-        raise ValueError(f"geometry.landmark_noise={geo.landmark_noise} must be >= 0")
-    if int(geo.templates) < 1:
-        raise ValueError(f"geometry.templates={geo.templates} must be >= 1")
     return GeometryHParams(
         variant=VARIANTS[config.variant],
         synthesis_steps=synthesis_steps,
@@ -190,6 +183,17 @@ def build(config: ml_collections.ConfigDict, steps_per_epoch: int) -> GeometryMo
 
 
 def attach_data(model: GeometryModel, config: ml_collections.ConfigDict, datasets) -> GeometryModel:
-    """`model` with its template bank drawn from the fold's training frames (`datasets.train`)."""
-    bank = select_templates(datasets.train, int(config.geometry.templates), int(config.seed))
+    """`model` with its template bank drawn from the fold's training frames (`datasets.train`).
+    ValueError, before any training, when a class has no template: the editor renders every
+    class from its template."""
+    count = int(config.geometry.templates)
+    bank = select_templates(datasets.train, count, int(config.seed))
+    missing = sorted(set(range(model.num_classes)) - set(bank.labels))
+    if missing:
+        names = ", ".join(datasets.class_names[k] for k in missing)
+        raise ValueError(
+            f"geometry.templates={count}: no template of class {names} (the fold's training "
+            f"frames cover {len(set(datasets.train.labels.tolist()))} of {model.num_classes} "
+            "classes); every class needs one"
+        )
     return dataclasses.replace(model, templates=bank)

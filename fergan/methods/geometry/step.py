@@ -24,7 +24,7 @@ from fergan import losses as shared_losses
 from fergan.methods.geometry import losses
 from fergan.methods.geometry.model import GeometryModel
 from fergan.methods.geometry.networks import IDENTITY_CODE, NUM_LANDMARK_COORDS
-from fergan.models import LightCNN29, to_lightcnn_input
+from fergan.models import LightCNN29
 from fergan.training import recognition, stages
 from fergan.training.collectives import pmean, sample_indices
 from fergan.training.optim import NetState, adam_step, init_net
@@ -132,18 +132,17 @@ def classify(
     axis_name=None,
 ) -> tuple[jax.Array, jax.Array, PyTree]:
     """C on faces x [B, S, S, c]: (feature [B, F], logits [B, K], C's batch-norm statistics).
-    R reads the frozen LightCNN-29 trunk (its parameters constants, gradients reaching x: G's
-    side of Eq. 5) and drops features with `keep` [B, F]; the ResNet-50 takes its batch's
-    moments and updated statistics when `train`, else its running ones."""
+    R (`recognition.recognize`: the frozen LightCNN-29 trunk, gradients reaching x: G's side of
+    Eq. 5) drops features with `keep` [B, F]; the ResNet-50 takes its batch's moments and
+    updated statistics when `train`, else its running ones."""
     if not recognition.on_trunk(model.recognizer):
         (feature, logits), stats = _normed(
             model.recognizer, c_params, state.c_stats, x, train=train, axis_name=axis_name
         )
         return feature, logits, stats
-    trunk = model.identity.apply(
-        {"params": state.identity}, to_lightcnn_input(x), method=LightCNN29.trunk
+    feature, logits = recognition.recognize(
+        model.recognizer, model.identity, state.identity, c_params, x, keep
     )
-    feature, logits = model.recognizer.apply({"params": c_params}, trunk, keep)
     return feature, logits, state.c_stats
 
 

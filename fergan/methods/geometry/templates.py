@@ -55,9 +55,8 @@ def _cell_order(labels: np.ndarray, poses: np.ndarray, rng: np.random.Generator)
 
 
 def select_templates(train: "pipeline.IndexedSource", count: int, seed: int) -> TemplateBank:
-    """`count` templates from the labelled training frames `train` (at most one per frame)."""
-    if count <= 0:
-        raise ValueError(f"geometry.templates={count} must be positive")
+    """`count` (>= 1, `make_hparams` checks it) templates from the labelled training frames
+    `train`, at most one per frame."""
     rng = np.random.default_rng([seed, 0x7E3])
     chosen = _cell_order(train.labels, train.poses, rng)[:count]
     rows = [train[int(i)] for i in chosen]

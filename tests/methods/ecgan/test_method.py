@@ -16,7 +16,7 @@ from fergan.data import pipeline
 from fergan.experiments import checks, train
 from fergan.experiments.config import resolve_config
 from tests.methods.lssl.test_method import DATABASE_CONFIGS
-from tests.program.helpers import tiny_config
+from tests.program.helpers import assert_resume_is_bit_identical, tiny_config
 
 
 @pytest.mark.parametrize("name", [*DATABASE_CONFIGS, "demo", "demo_ecgan"])
@@ -128,16 +128,5 @@ def test_editor_starts_from_the_held_out_neutral_faces(ecgan_run):
 
 def test_stopped_and_resumed_ecgan_run_is_bit_identical(ecgan_run, tmp_path):
     workdir, config, _ = ecgan_run
-    resumed_dir = str(tmp_path)
     # Stop inside stage 1, after the checkpoint at step 3; the resume crosses into stage 2.
-    train.train_and_evaluate(config, resumed_dir, stop_after=4)
-    train.train_and_evaluate(config, resumed_dir)
-    states = []
-    for folder in (workdir, resumed_dir):
-        setup = train.Setup(config, folder)
-        try:
-            states.append(setup.checkpoints.restore(setup.initial_state)[0])
-        finally:
-            setup.checkpoints.close()
-    for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_resume_is_bit_identical(config, workdir, str(tmp_path), stop_after=4)

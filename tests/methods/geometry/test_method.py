@@ -13,12 +13,14 @@ import pytest
 
 from configs import default
 from fergan import methods
+from fergan.config_utils import editable_copy
 from fergan.data import pipeline
 from fergan.experiments import checks, train
 from fergan.experiments.config import resolve_config
+from fergan.methods.geometry import model as geo_model
 from fergan.methods.geometry.templates import select_templates
 from tests.methods.lssl.test_method import DATABASE_CONFIGS
-from tests.program.helpers import tiny_config
+from tests.program.helpers import assert_resume_is_bit_identical, tiny_config
 
 POSES = (-15, 0, 15)
 
@@ -99,6 +101,11 @@ def test_template_bank_holds_training_subjects_only_and_covers_every_cell(geomet
         # The draw is a function of the seed.
         again = select_templates(data.train, len(bank), int(config.seed))
         assert again == bank and select_templates(data.train, len(bank), 1) != bank
+        # A bank too small to hold every class is refused before training, naming the key.
+        small = editable_copy(config)
+        small.geometry.templates = 1
+        with pytest.raises(ValueError, match=re.escape("geometry.templates=1: no template")):
+            geo_model.attach_data(setup.model, small, data)
         # The editor renders the target expression's template: labels change its output.
         state = setup.checkpoints.restore(setup.initial_state)[0]
         test = pipeline.eval_arrays(data, "test")
@@ -114,17 +121,6 @@ def test_template_bank_holds_training_subjects_only_and_covers_every_cell(geomet
 
 def test_stopped_and_resumed_geometry_run_is_bit_identical(geometry_run, tmp_path):
     workdir, config, _ = geometry_run
-    resumed_dir = str(tmp_path)
     # Stop inside stage 1 after the checkpoint at step 4; the resume crosses into stage 2.
-    train.train_and_evaluate(config, resumed_dir, stop_after=5)
-    train.train_and_evaluate(config, resumed_dir)
-    states = []
-    for folder in (workdir, resumed_dir):
-        setup = train.Setup(config, folder)
-        try:
-            states.append(setup.checkpoints.restore(setup.initial_state)[0])
-        finally:
-            setup.checkpoints.close()
-    assert jax.tree.leaves(states[0].e_stats)  # Batch-norm statistics are checkpointed.
-    for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    state = assert_resume_is_bit_identical(config, workdir, str(tmp_path), stop_after=5)
+    assert jax.tree.leaves(state.e_stats)  # Batch-norm statistics are checkpointed and compared.

@@ -6,7 +6,6 @@ import json
 import os
 import re
 
-import jax
 import numpy as np
 import pytest
 
@@ -18,7 +17,7 @@ from fergan.experiments.config import resolve_config
 from fergan.methods.lssl import evaluation as lssl_evaluation
 from fergan.methods.lssl import step as lssl_step
 from tests.methods.lssl.test_step import SIZE, tiny_model
-from tests.program.helpers import tiny_config
+from tests.program.helpers import assert_resume_is_bit_identical, tiny_config
 
 DATABASE_CONFIGS = (
     "ck_plus",
@@ -128,16 +127,5 @@ def test_a_run_trains_both_stages_and_writes_its_results(lssl_run):
 
 def test_stopped_and_resumed_lssl_run_is_bit_identical(lssl_run, data_dir, tmp_path):
     workdir, config, _ = lssl_run
-    resumed_dir = str(tmp_path)
     # Stop inside stage 1, after the checkpoint at step 3; the resume crosses into stage 2.
-    train.train_and_evaluate(config, resumed_dir, stop_after=4)
-    train.train_and_evaluate(config, resumed_dir)
-    states = []
-    for folder in (workdir, resumed_dir):
-        setup = train.Setup(config, folder)
-        try:
-            states.append(setup.checkpoints.restore(setup.initial_state)[0])
-        finally:
-            setup.checkpoints.close()
-    for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_resume_is_bit_identical(config, workdir, str(tmp_path), stop_after=4)
