@@ -201,6 +201,13 @@ def get_config() -> ml_collections.ConfigDict:
 
 # Variants that name their method (BASELINE, shared by every method, keeps the config's).
 METHOD_OF_VARIANT = {
+    **dict.fromkeys(
+        (
+            *("FG", "FG-CO", "FG-IP", "FG-Dimg", "FG-Dimg_cls", "FG-Dz"),
+            *("FESR_SL", "FESR_OneSt", "FESR_JL-IL", "FESR_JL-RDBP", "FESR_Real", "FESR_JL"),
+        ),
+        "fesr",
+    ),
     "LSSL": "lssl",
     "LSSL-P": "lssl",
     "LSSL-BI": "lssl",

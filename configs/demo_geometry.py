@@ -22,4 +22,7 @@ def get_config(variant: str | None = None):
     config.geometry.synthetic_epochs = 14.0
     config.geometry.synthetic_per_real = 1
     config.geometry.recognizer_learning_rate = 1e-3
+    if config.method == "fesr":  # `:FESR_JL` beside the variants: the same 224 + 784 iterations.
+        config.train.pre_epochs = config.geometry.epochs
+        config.train.max_epochs = config.geometry.epochs + config.geometry.synthetic_epochs
     return config

@@ -33,9 +33,21 @@ def test_every_config_runs_geometry_as_a_variant(name):
     checks.check_config(config)
 
 
-def test_variant_table_of_the_configs_matches_the_registry():
-    named = {k for k, v in default.METHOD_OF_VARIANT.items() if v == "geometry"}
-    assert named | {"BASELINE"} == set(methods.get("geometry").variants)
+@pytest.mark.parametrize("method", ["geometry", "fesr"])
+def test_variant_table_of_the_configs_matches_the_registry(method):
+    named = {k for k, v in default.METHOD_OF_VARIANT.items() if v == method}
+    assert named | {"BASELINE"} == set(methods.get(method).variants)
+
+
+def test_demo_geometry_runs_fesr_jl_with_the_iterations_of_the_two_stages():
+    from configs import demo_geometry
+
+    geo, fesr = demo_geometry.get_config("GEO"), demo_geometry.get_config("FESR_JL")
+    assert (fesr.method, fesr.train.batch_size) == ("fesr", geo.train.batch_size)
+    assert fesr.train.pre_epochs == geo.geometry.epochs
+    assert fesr.train.max_epochs == geo.geometry.epochs + geo.geometry.synthetic_epochs
+    assert fesr.data == geo.data
+    checks.check_config(fesr)
 
 
 @pytest.mark.parametrize(
