@@ -78,16 +78,14 @@ def _recordings(root: str):
 def _camera_records(session, subject, recording, folder, expression) -> list[base.Record]:
     """One record per camera of CAMERA_YAW whose illumination-07 image the recording has (not
     every subject attended every camera's capture)."""
+    sid, label = int(subject), CLASS_NAMES.index(expression)
+    first_sequence = ((sid * 10 + session) * 10 + int(recording)) * 10
     records = []
     for index, (camera, yaw) in enumerate(CAMERA_YAW.items()):
-        name = (
-            f"{subject}_{session:02d}_{recording}_{camera.replace('_', '')}_{ILLUMINATION:02d}.png"
-        )
-        path = os.path.join(folder, camera, name)
+        name = f"{subject}_{session:02d}_{recording}_{camera.replace('_', '')}_{ILLUMINATION:02d}"
+        path = os.path.join(folder, camera, f"{name}.png")
         if os.path.isfile(path):
-            sid = int(subject)
-            sequence = ((sid * 10 + session) * 10 + int(recording)) * 10 + index
-            label = CLASS_NAMES.index(expression)
+            sequence = first_sequence + index
             records.append(base.Record(path, label, sid, sequence, 0, True, pose=yaw))
     return records
 
