@@ -15,9 +15,11 @@ RTOL, ATOL = 0.05, 0.05
 
 
 def first_iteration_metrics(compute_dtype, at_stage2):
-    config = tiny_config()
+    # Batch 4 at one step per epoch: in float32, the program of tests/core/test_step.py's
+    # FESR_JL iterations (compiled once for both).
+    config = tiny_config(batch_size=4)
     config.model.compute_dtype = compute_dtype
-    nets, hp, state = setup(config)
+    nets, hp, state = setup(config, steps_per_epoch=1)
     if at_stage2:
         state = state.replace(step=jax.numpy.asarray(hp.pre_steps, jax.numpy.int32))
     new, metrics = jax.jit(functools.partial(step_lib.train_step, nets, hp))(

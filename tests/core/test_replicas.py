@@ -24,13 +24,26 @@ def _runner(config, mode, **kwargs):
     return nets, hp, parallel_runner(nets, hp, devices, mode, config, **kwargs)
 
 
-def single_run(seed, batches, mode):
+def batches_of(config, data_seed):
+    """The batches of the single run that draws its data with `data_seed`."""
+    return [random_batch(config, seed=10 * data_seed + t) for t in range(STEPS)]
+
+
+@functools.cache
+def single_run(seed, data_seed, mode):
+    """The single run seeded with `seed` on the batches of `data_seed`; shared by the cases
+    here (the runner and hyperparameters do not depend on the seed)."""
     config = tiny_config(seed=seed, batch_size=4, pre_epochs=1, max_epochs=3)
-    nets, hp, runner = _runner(config, mode)
+    nets, hp, runner = _single_runner(mode)
     state = runner.place_state(init_state(nets, seed, hp.b1, hp.b2))
-    for batch in batches:
+    for batch in batches_of(config, data_seed):
         state, metrics = runner(state, runner.place_batch(batch))
     return runner.host_state(state), jax.device_get(metrics)
+
+
+@functools.cache
+def _single_runner(mode):
+    return _runner(tiny_config(batch_size=4, pre_epochs=1, max_epochs=3), mode)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +54,7 @@ def test_replica_equals_single_run(per_replica_data, batching, mode="shard_map")
     config.replica_batching = batching
     nets, hp, runner = _runner(config, mode, num_replicas=2, per_replica_data=per_replica_data)
     # Per-replica data: replica i sees the batches of a run seeded with i.
-    batches = {s: [random_batch(config, seed=10 * s + t) for t in range(STEPS)] for s in SEEDS}
+    batches = {s: batches_of(config, s) for s in SEEDS}
     init = functools.partial(init_state, nets, b1=hp.b1, b2=hp.b2)
     state = runner.place_state(init_replicas(lambda seed: init(seed), SEEDS))
     for t in range(STEPS):
@@ -53,7 +66,7 @@ def test_replica_equals_single_run(per_replica_data, batching, mode="shard_map")
     replicated = runner.host_state(state)
     assert int(replicated.step) == STEPS
     for i, seed in enumerate(SEEDS):
-        own, own_metrics = single_run(seed, batches[seed if per_replica_data else 0], mode)
+        own, own_metrics = single_run(seed, seed if per_replica_data else 0, mode)
         mine = jax.tree.map(lambda a, i=i: a[i], replicated.replace(step=None))
         leaves = zip(jax.tree.leaves(mine), jax.tree.leaves(own.replace(step=None)), strict=True)
         for a, b in leaves:

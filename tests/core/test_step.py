@@ -33,10 +33,16 @@ def run_updates(nets, hp, state, batch, updates):
     return state
 
 
+# Batch 4 and 1 step per epoch (stage 2 from step 1), as in test_every_variant_runs_both_stages:
+# a full iteration of a variant (select or cond gating) is one program here, compiled once.
+SHARED = {"batch_size": 4}
+SHARED_STEPS_PER_EPOCH = 1
+
+
 @pytest.fixture(scope="module")
 def joint():
-    config = tiny_config()
-    nets, hp, state = setup(config)
+    config = tiny_config(**SHARED)
+    nets, hp, state = setup(config, steps_per_epoch=SHARED_STEPS_PER_EPOCH)
     return config, nets, hp, state, random_batch(config)
 
 
@@ -101,8 +107,8 @@ def test_identity_loss_sends_gradient_into_the_generator(joint):
 
 @pytest.mark.parametrize("gate_by_select", [False, True])
 def test_sl_freezes_fesgan_in_stage_two(gate_by_select):
-    config = tiny_config("FESR_SL")
-    nets, hp, state = setup(config)
+    config = tiny_config("FESR_SL", **SHARED)
+    nets, hp, state = setup(config, steps_per_epoch=SHARED_STEPS_PER_EPOCH)
     hp = dataclasses.replace(hp, gate_by_select=gate_by_select)
     s2 = at_step(state, hp.pre_steps)
     new, _ = jax.jit(functools.partial(step_lib.train_step, nets, hp))(s2, random_batch(config))
@@ -112,8 +118,8 @@ def test_sl_freezes_fesgan_in_stage_two(gate_by_select):
 
 
 def test_baseline_trains_only_r():
-    config = tiny_config("BASELINE")
-    nets, hp, state = setup(config)
+    config = tiny_config("BASELINE", **SHARED)
+    nets, hp, state = setup(config, steps_per_epoch=SHARED_STEPS_PER_EPOCH)
     assert hp.pre_steps == 0
     new, metrics = jax.jit(functools.partial(step_lib.train_step, nets, hp))(
         state, random_batch(config)
@@ -130,8 +136,8 @@ DISTINCT_VARIANTS = sorted({v: name for name, v in sorted(VARIANTS.items(), reve
 
 @pytest.mark.parametrize("variant", DISTINCT_VARIANTS)
 def test_every_variant_runs_both_stages(variant):
-    config = tiny_config(variant, batch_size=4)
-    nets, hp, state = setup(config, steps_per_epoch=1)
+    config = tiny_config(variant, **SHARED)
+    nets, hp, state = setup(config, steps_per_epoch=SHARED_STEPS_PER_EPOCH)
     step = jax.jit(functools.partial(step_lib.train_step, nets, hp))
     batch = random_batch(config)
     for _ in range(2):
@@ -211,8 +217,8 @@ def test_fesr_real_renders_each_sample_itself_with_every_expression():
 
 @pytest.mark.parametrize("variant", ["FESR_JL", "FESR_SL"])
 def test_cond_and_select_gating_agree_across_the_stage_switch(variant):
-    config = tiny_config(variant, batch_size=4)
-    nets, hp, state = setup(config, steps_per_epoch=1)  # Stage 2 from step 1.
+    config = tiny_config(variant, **SHARED)
+    nets, hp, state = setup(config, steps_per_epoch=SHARED_STEPS_PER_EPOCH)  # Stage 2 from step 1.
     batch = random_batch(config)
     finals = []
     for select in (False, True):

@@ -1,4 +1,4 @@
-"""Cross-validation end to end on the synthetic set: 3 folds x 2 variants at a tiny size finish,
+"""Cross-validation end to end on the synthetic set: 2 folds x 2 variants at a tiny size finish,
 resume after an interruption without re-running finished folds, and the aggregate matches the
 per-fold JSON; plus the per-fold metrics on known inputs."""
 
@@ -29,7 +29,7 @@ from tests.evaluation.cv_config import get_config as cv_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VARIANTS = ["BASELINE", "FESR_JL"]
-NUM_FOLDS = 3
+NUM_FOLDS = 2
 INTERRUPT_AT = 3  # The 3rd training call (fold 1, BASELINE) stops mid-run, as a preemption.
 STOP_STEP = 4
 
@@ -76,7 +76,7 @@ def test_resume_skips_finished_folds_and_continues_the_interrupted_one(interrupt
     workdir, _, first_calls, calls, mtimes = interrupted_then_resumed
     assert first_calls == [("BASELINE", 0), ("FESR_JL", 0), ("BASELINE", 1)]
     # Fold 0 is not trained again; everything else trains once.
-    assert calls == [("BASELINE", 1), ("FESR_JL", 1), ("BASELINE", 2), ("FESR_JL", 2)]
+    assert calls == [("BASELINE", 1), ("FESR_JL", 1)]
     for (v, f), mtime in mtimes.items():
         assert os.path.getmtime(os.path.join(cv.fold_dir(workdir, v, f), "summary.json")) == mtime
     with open(os.path.join(cv.fold_dir(workdir, "BASELINE", 1), cv.FOLD_RESULT)) as f:
@@ -99,7 +99,7 @@ def test_fold_results_hold_every_metric(interrupted_then_resumed):
     workdir, *_ = interrupted_then_resumed
     results = _fold_results(workdir)
     subjects = [set(results["FESR_JL", f]["test_subjects"]) for f in range(NUM_FOLDS)]
-    assert set.union(*subjects) == set(range(1, 7)) and sum(map(len, subjects)) == 6
+    assert set.union(*subjects) == set(range(1, 5)) and sum(map(len, subjects)) == 4
     for (v, f), r in results.items():
         assert r["variant"] == v and r["fold"] == f and r["num_folds"] == NUM_FOLDS
         cm = np.asarray(r["confusion_matrix"])
@@ -199,7 +199,7 @@ def test_aggregate_mode_collects_folds_run_elsewhere(interrupted_then_resumed, t
     workdir, payload, *_ = interrupted_then_resumed
     partial = str(tmp_path / "cv")
     for v in VARIANTS:
-        for f in (0, 2):  # Fold 1 still running elsewhere.
+        for f in (1,):  # Fold 0 still running elsewhere.
             src, dst = cv.fold_dir(workdir, v, f), cv.fold_dir(partial, v, f)
             os.makedirs(dst)
             for name in (cv.FOLD_RESULT, cv.FEATURES):
@@ -218,13 +218,9 @@ def test_aggregate_mode_collects_folds_run_elsewhere(interrupted_then_resumed, t
         partial_payload = json.load(f)
     for v in VARIANTS:
         full, part = payload["variants"][v], partial_payload["variants"][v]
-        assert part["folds_finished"] == [0, 2] and not part["complete"]
-        assert part["accuracy_per_fold"] == [
-            full["accuracy_per_fold"][0],
-            None,
-            full["accuracy_per_fold"][2],
-        ]
-    assert re.search(r"\| BASELINE \| [\d.]+ \| n/a \| [\d.]+ \| n/a \| n/a \|", proc.stdout)
+        assert part["folds_finished"] == [1] and not part["complete"]
+        assert part["accuracy_per_fold"] == [None, full["accuracy_per_fold"][1]]
+    assert re.search(r"\| BASELINE \| n/a \| [\d.]+ \| n/a \| n/a \|", proc.stdout)
 
 
 def test_same_subject_pairs_and_synthesis_metrics():
@@ -313,12 +309,12 @@ def test_tsne_order_puts_the_intra_class_pair_side_by_side():
 def test_fold_config_shares_the_data_dir_and_checks_the_fold(tmp_path):
     config = cv_config()
     a = cv.fold_config(config, str(tmp_path), "BASELINE", 0)
-    b = cv.fold_config(config, str(tmp_path), "FESR_JL", 2)
+    b = cv.fold_config(config, str(tmp_path), "FESR_JL", 1)
     assert a.data.data_dir == b.data.data_dir == str(tmp_path / "tfds")
-    assert (a.variant, a.data.fold, b.data.fold) == ("BASELINE", 0, 2)
+    assert (a.variant, a.data.fold, b.data.fold) == ("BASELINE", 0, 1)
     assert config.variant == "FESR_JL" and config.data.fold == 0  # The input is not changed.
-    with pytest.raises(ValueError, match="fold=3"):
-        cv.fold_config(config, str(tmp_path), "FESR_JL", 3)
+    with pytest.raises(ValueError, match="fold=2"):
+        cv.fold_config(config, str(tmp_path), "FESR_JL", 2)
     with pytest.raises(ValueError, match="unknown"):
         cv.fold_config(config, str(tmp_path), "NOPE", 0)
 

@@ -20,7 +20,7 @@ def train_encoder():
     import optax
 
     from fergan.models.generator import Genc
-    from tests.core.helpers import random_batch, tiny_config
+    from tests.core.small import random_batch, tiny_config  # Not the training stack.
 
     config = tiny_config()
     encoder = Genc(config.model.image_size, config.model.width, config.model.latent_dim)

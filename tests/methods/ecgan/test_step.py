@@ -2,6 +2,8 @@
 and the reverse; LightCNN-29 is never updated), every term on, the variants' terms, the
 recognition stage, and equality of 1 and 4 devices."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,19 +67,34 @@ def body_at(model, step: int):
     return next(b for first, end, b in METHOD.iterations(model) if first <= step < end)
 
 
+# Eager init is slow (a compile per parameter shape).
+init = jax.jit(ecgan_step.init_state, static_argnums=0)
+
+
 @pytest.fixture(scope="module")
 def setup():
     model = tiny_model()
-    init = jax.jit(ecgan_step.init_state, static_argnums=(0, 1))
     return model, init(model, 0), random_batch()
+
+
+@functools.cache
+def runner(num_devices: int, first: int):
+    """The training loop's driver of the iteration from `first` on `num_devices`, compiled once
+    for every test here."""
+    devices = select_devices(num_devices, BATCH)
+    return data_parallel_step(body_at(tiny_model(), first), devices, "shard_map")
 
 
 @pytest.fixture(scope="module")
 def step(setup):
-    """Both stages' iterations, compiled once; the state's step picks one."""
-    model = setup[0]
-    compiled = {first: jax.jit(body) for first, _, body in METHOD.iterations(model)}
-    return lambda state, batch: compiled[0 if state.step < GAN_STEPS else GAN_STEPS](state, batch)
+    """Both stages' iterations on one device as the training loop runs them (the programs
+    `test_both_stages_agree_on_one_and_four_devices` runs too); the state's step picks one."""
+
+    def call(state, batch):
+        run = runner(1, 0 if state.step < GAN_STEPS else GAN_STEPS)
+        return run(run.place_state(state), run.place_batch(batch))
+
+    return call
 
 
 def test_each_update_moves_its_own_networks_only(setup):
@@ -135,22 +152,20 @@ def test_stage_two_trains_both_recognizers_on_their_faces(setup, step):
     assert not same(after.r.params, late.r.params)
     assert not same(after.r_original.params, late.r_original.params)
     # `r` reads G_XY's renders of the neutral faces; `r_original` does not.
-    other = late.replace(g_xy=ecgan_step.init_state(model, 1).g_xy)
+    other = late.replace(g_xy=init(model, 1).g_xy)
     moved, _ = step(other, batch)
     assert not same(moved.r.params, after.r.params)
     assert same(moved.r_original.params, after.r_original.params)
 
 
 def run(num_devices, first_steps=(0, GAN_STEPS)):
-    model = tiny_model()
-    devices = select_devices(num_devices, BATCH)
-    initial = ecgan_step.init_state(model, 0)
+    initial = init(tiny_model(), 0)
     out = []
     for first in first_steps:
-        runner = data_parallel_step(body_at(model, first), devices, "shard_map")
-        state = runner.place_state(initial.replace(step=jnp.asarray(first, jnp.int32)))
-        state, metrics = runner(state, runner.place_batch(random_batch()))
-        out.append((runner.host_state(state), jax.device_get(metrics)))
+        step_fn = runner(num_devices, first)
+        state = step_fn.place_state(initial.replace(step=jnp.asarray(first, jnp.int32)))
+        state, metrics = step_fn(state, step_fn.place_batch(random_batch()))
+        out.append((step_fn.host_state(state), jax.device_get(metrics)))
     return out
 
 

@@ -3,6 +3,7 @@ C; the G step leaves the discriminators and their statistics; C's update reaches
 variants' terms, the template stage, and equality of 1 and 4 devices, batch norm included."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -73,8 +74,24 @@ def body_at(model, step: int):
 
 @pytest.fixture(scope="module")
 def setup():
+    # Eager, as the training program inits: the per-shape compiles it leaves in this process
+    # serve the other inits here (another seed, the ResNet-50 classifier's model).
     model = tiny_model()
-    return model, jax.jit(geo_step.init_state, static_argnums=(0, 1))(model, 0), random_batch()
+    return model, geo_step.init_state(model, 0), random_batch()
+
+
+@functools.cache
+def runner(variant: str, num_devices: int, first: int):
+    """The training loop's driver of `variant`'s iteration from `first` on `num_devices`,
+    compiled once for every test here."""
+    devices = select_devices(num_devices, BATCH)
+    return data_parallel_step(body_at(tiny_model(variant), first), devices, "shard_map")
+
+
+def step(variant: str, first: int, state, batch):
+    """One iteration of `variant` from `first` on one device, as the training loop runs it."""
+    run = runner(variant, 1, first)
+    return run(run.place_state(state), run.place_batch(batch))
 
 
 def test_the_discriminators_update_leaves_g_e_and_c(setup):
@@ -99,15 +116,22 @@ def test_the_generator_update_moves_g_and_e_only(setup):
         assert np.isfinite(float(metrics[f"loss/{term}"])), term
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def objective_gradients(model, state, batch, weights):
+    """d objective / d (G, E) with Eq. 10's weights set to `weights` (arguments, not constants:
+    one program serves every choice of weights)."""
+    model = dataclasses.replace(model, hp=dataclasses.replace(model.hp, **weights))
+    params = {"g": state.g.params, "e": state.e.params}
+    objective = lambda p: geo_step.generator_objective(model, state, p, batch, None)[0]
+    return jax.grad(objective)(params)
+
+
 def e_gradient(model, state, batch, **weights):
     """|d objective / d E| summed, with Eq. 10's weights replaced by `weights` (others 0)."""
     zero = dict.fromkeys(
         ("lambda_att", "lambda_i", "lambda_cls", "lambda_con", "lambda_gr", "lambda_tv"), 0.0
     )
-    model = dataclasses.replace(model, hp=dataclasses.replace(model.hp, **(zero | weights)))
-    params = {"g": state.g.params, "e": state.e.params}
-    objective = lambda p: geo_step.generator_objective(model, state, p, batch, None)[0]
-    grads = jax.jit(jax.grad(objective))(params)
+    grads = objective_gradients(model, state, batch, zero | weights)
     total = lambda tree: sum(float(jnp.abs(leaf).sum()) for leaf in jax.tree.leaves(tree))
     return total(grads["e"]), total(grads["g"])
 
@@ -145,8 +169,7 @@ def test_c_update_reaches_only_c_and_smoothing_changes_it(setup):
 )
 def test_stage_one_of_each_variant(setup, variant, trains_c, has_g):
     _, state, batch = setup
-    model = tiny_model(variant)
-    after, metrics = jax.jit(body_at(model, 0))(state, batch)
+    after, metrics = step(variant, 0, state, batch)
     assert same(after.c, state.c) != trains_c
     assert same(after.g, state.g) != has_g and same(after.e_stats, state.e_stats) != has_g
     assert float(metrics["stage"]) == 1.0 and int(after.step) == 1
@@ -155,16 +178,16 @@ def test_stage_one_of_each_variant(setup, variant, trains_c, has_g):
 
 @pytest.mark.parametrize("variant", ["GEO", "GEO-No_SynFI"])
 def test_stage_two_trains_c_alone_on_its_faces(setup, variant):
-    _, state, batch = setup
-    model = tiny_model(variant)
+    model, state, batch = setup
     late = state.replace(step=jnp.asarray(SYNTHESIS_STEPS, jnp.int32))
-    after, metrics = jax.jit(body_at(model, SYNTHESIS_STEPS))(late, batch)
+    after, metrics = step(variant, SYNTHESIS_STEPS, late, batch)
     assert float(metrics["stage"]) == 2.0 and not same(after.c, late.c)
     for name in ("g", "e", "e_stats", "d_att", "d_i", "d_att_stats", "d_i_stats"):
         assert same(getattr(after, name), getattr(late, name)), name
-    # With SynFI, C reads G's template renders: another G changes C's update.
+    # With SynFI, C reads G's template renders: another G changes C's update (the variants
+    # share G's architecture).
     other = late.replace(g=geo_step.init_state(model, 1).g)
-    moved, _ = jax.jit(body_at(model, SYNTHESIS_STEPS))(other, batch)
+    moved, _ = step(variant, SYNTHESIS_STEPS, other, batch)
     assert same(moved.c, after.c) == (variant == "GEO-No_SynFI")
 
 
@@ -178,18 +201,16 @@ def test_template_renders_take_their_templates_labels(setup):
     assert len(set(np.asarray(chosen).tolist())) > 1  # Per-sample draws, not one template.
 
 
-def run(num_devices, first_steps=(0, SYNTHESIS_STEPS)):
-    model = tiny_model()
-    devices = select_devices(num_devices, BATCH)
-    initial = geo_step.init_state(model, 0)
+def run(initial, num_devices, first_steps=(0, SYNTHESIS_STEPS)):
+    """Two iterations of GEO from each of `first_steps` on `num_devices`, from `initial`."""
     out = []
     for first in first_steps:
-        runner = data_parallel_step(body_at(model, first), devices, "shard_map")
-        state = runner.place_state(initial.replace(step=jnp.asarray(first, jnp.int32)))
+        step_fn = runner("GEO", num_devices, first)
+        state = step_fn.place_state(initial.replace(step=jnp.asarray(first, jnp.int32)))
         states = []
         for seed in range(2):
-            state, metrics = runner(state, runner.place_batch(random_batch(seed)))
-            states.append(runner.host_state(state))
+            state, metrics = step_fn(state, step_fn.place_batch(random_batch(seed)))
+            states.append(step_fn.host_state(state))
         out.append((*states, jax.device_get(metrics)))
     return out
 
@@ -199,9 +220,10 @@ def max_diff(a, b) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in pairs)
 
 
-def test_both_stages_and_batch_norm_agree_on_one_and_four_devices():
-    (first_one, one, m1), (_, one_late, _) = run(1)
-    (first_four, four, m4), (_, four_late, _) = run(4)
+def test_both_stages_and_batch_norm_agree_on_one_and_four_devices(setup):
+    initial = setup[1]  # GEO's initial state.
+    (first_one, one, m1), (_, one_late, _) = run(initial, 1)
+    (first_four, four, m4), (_, four_late, _) = run(initial, 4)
     # Batch norm takes its moments over all devices, so one iteration's statistics match the
     # one-device batch's up to float rounding; two iterations of every network agree to
     # within Adam's step (its normalised update turns rounding-level gradients into lr-size

@@ -1,6 +1,8 @@
 """LSSL's training iteration: gradient routing, the frozen parser, variants, and equality of 1
 and 4 devices with five per-sample keyed critic updates."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,10 +60,13 @@ def same(a, b) -> bool:
     )
 
 
+# Eager init is slow (a compile per parameter shape); the state does not depend on n_critic.
+init = jax.jit(lssl_step.init_state, static_argnums=0)
+
+
 @pytest.fixture(scope="module")
 def setup():
     model = tiny_model(n_critic=2)
-    init = jax.jit(lssl_step.init_state, static_argnums=(0, 1))  # Eager init is slow.
     return model, init(model, 0), random_batch()
 
 
@@ -70,15 +75,26 @@ def body_at(model, step: int):
     return next(b for first, end, b in METHOD.iterations(model) if first <= step < end)
 
 
+@functools.cache
+def runner(num_devices: int, first: int):
+    """The training loop's driver of the iteration from `first` of the five-critic model on
+    `num_devices`, compiled once for every test here."""
+    model = tiny_model(n_critic=5)
+    devices = select_devices(num_devices, BATCH)
+    return data_parallel_step(body_at(model, first), devices, "shard_map")
+
+
 @pytest.fixture(scope="module")
 def step(setup):
-    """The setup model's iterations, each compiled once for every test here; the state's step
-    picks one, as in the training loop."""
-    model = setup[0]
-    compiled = {first: jax.jit(body) for first, _, body in METHOD.iterations(model)}
-    return lambda state, batch: compiled[0 if state.step < model.hp.gan_steps else GAN_STEPS](
-        state, batch
-    )
+    """The iterations on one device as the training loop runs them (the program
+    `test_both_stages_agree_on_one_and_four_devices` runs too); the state's step picks one."""
+    gan_steps = setup[0].hp.gan_steps
+
+    def call(state, batch):
+        run = runner(1, 0 if state.step < gan_steps else GAN_STEPS)
+        return run(run.place_state(state), run.place_batch(batch))
+
+    return call
 
 
 def test_one_compiled_iteration_per_stage():
@@ -132,17 +148,16 @@ def test_penalty_points_are_keyed_per_sample():
     np.testing.assert_array_equal(lssl_step.penalty_points(key, jnp.array([5]), 5)[:, 0], t[:, 5])
 
 
-def run(num_devices, first_batch=0, first_steps=(0,)):
-    """One iteration from each of `first_steps` on `num_devices`: [(host state, metrics)]."""
-    model = tiny_model(n_critic=5)
-    devices = select_devices(num_devices, BATCH)
-    initial = lssl_step.init_state(model, 0)
+def run(num_devices, iterations=((0, 0),)):
+    """One iteration from each (first step, batch seed) of `iterations` on `num_devices`:
+    [(host state, metrics)]."""
+    initial = init(tiny_model(n_critic=5), 0)
     out = []
-    for first in first_steps:
-        runner = data_parallel_step(body_at(model, first), devices, "shard_map")
-        state = runner.place_state(initial.replace(step=jnp.asarray(first, jnp.int32)))
-        state, metrics = runner(state, runner.place_batch(random_batch(first_batch)))
-        out.append((runner.host_state(state), jax.device_get(metrics)))
+    for first, batch_seed in iterations:
+        step_fn = runner(num_devices, first)
+        state = step_fn.place_state(initial.replace(step=jnp.asarray(first, jnp.int32)))
+        state, metrics = step_fn(state, step_fn.place_batch(random_batch(batch_seed)))
+        out.append((step_fn.host_state(state), jax.device_get(metrics)))
     return out
 
 
@@ -154,14 +169,14 @@ def max_diff(a, b) -> float:
 def test_both_stages_agree_on_one_and_four_devices():
     # Stage 1: five critic updates, each with per-sample interpolation points; stage 2: R's
     # dropout masks per sample. Neither depends on the split over devices.
-    (one, m1), (one_r, r1) = run(1, first_steps=(0, GAN_STEPS))
-    (four, m4), (four_r, r4) = run(4, first_steps=(0, GAN_STEPS))
+    (one, m1), (one_r, r1), (other, _) = run(1, [(0, 0), (GAN_STEPS, 0), (0, 7)])
+    (four, m4), (four_r, r4) = run(4, [(0, 0), (GAN_STEPS, 0)])
     hp = tiny_model().hp
     # Float rounding only: Adam can turn a rounding difference in a near-zero gradient into a
     # fraction of a learning-rate step per update, and D makes five. Another batch moves the
     # parameters by whole steps.
     assert max_diff(one, four) <= 2 * hp.learning_rate
-    assert max_diff(one, run(1, first_batch=7)[0][0]) > 4 * hp.learning_rate
+    assert max_diff(one, other) > 4 * hp.learning_rate
     for name in m1:
         np.testing.assert_allclose(m1[name], m4[name], rtol=1e-3, atol=1e-4, err_msg=name)
     assert float(r1["stage"]) == 2.0
@@ -187,7 +202,7 @@ def test_recognizer_reads_the_synthetic_faces(setup, step):
     # The recognizer's gradient depends on G's renders: another G, another update.
     model, state, batch = setup
     late = state.replace(step=jnp.asarray(model.hp.gan_steps, jnp.int32))
-    other_g = lssl_step.init_state(model, 1).g
+    other_g = init(model, 1).g
     a, _ = step(late, batch)
     b, _ = step(late.replace(g=other_g), batch)
     assert not same(a.r.params, b.r.params)
