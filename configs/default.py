@@ -28,6 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.image_size = 128  # 128 (paper), 64 or 32.
     config.model.channels = 1  # 1 = grayscale (paper), 3 = RGB.
     config.model.width = 1.0  # Multiplier on every channel count; 1.0 is Tables I-II.
+    # FESR's G (Genc + Gdec) alone at another width (0 = model.width, the paper's one width):
+    # at 32 px and width 0.25 Gdec's last maps have 8 and 16 channels (docs/results.md).
+    config.model.generator_width = 0.0
     config.model.latent_dim = 64  # n, the size of g(x) and z.
     config.model.num_classes = 7  # K; must match the dataset.
     config.model.lightcnn_classes = 80013  # fc2 of the full LightCNN-29 v2 (identity classes).
@@ -44,6 +47,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.lambda_adv_d = 1.0  # l5, Eq. 23.
     config.loss.lambda_intra = 0.001  # l6, Eq. 26.
     config.loss.lambda_gp = 10.0  # WGAN-GP weight, Eq. 5.
+    # Paired synthesis (a departure from the paper; 0 = off, the paper): L1 between
+    # Gdec([g(x), u(y') at intensity 1]) and a face of x's own subject showing y' (lambda_pair),
+    # and between Gdec([g(x), u(y') at intensity 0]) and the neutral first frame of x's sequence
+    # (lambda_neutral; needs data.neutral_first_frames), u in its inference form
+    # (model.inference_off_value). They give G the same-subject targets the paper's unpaired
+    # losses lack, and an intensity axis from neutral to apex (docs/results.md).
+    config.loss.lambda_pair = 0.0
+    config.loss.lambda_neutral = 0.0
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 1e-4

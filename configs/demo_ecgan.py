@@ -2,11 +2,11 @@
 identity network, then G_XY, G_YX, D_X and D_Y on neutral and expressive faces, then the two
 recognizers (real, real + generated), on a 2-core CPU in under 10 minutes (docs/methods.md)."""
 
-from configs import default, demo
+from configs import default, demo_paper
 
 
 def get_config(variant: str | None = None):
-    config = demo.get_config()
+    config = demo_paper.get_config()
     config.name = "demo_ecgan"
     config.train.eval_every = 0
     config.ecgan.epochs = 16.0  # 672 iterations of the generators and discriminators.

@@ -3,11 +3,11 @@ degrees) at 32 px with narrow networks: the identity network, then E, G, D_att, 
 end, then C on real and template faces, on a 2-core CPU in under 10 minutes (docs/methods.md).
 samples/targets.png shows held-out faces rendered with every (pose, expression) template."""
 
-from configs import default, demo
+from configs import default, demo_paper
 
 
 def get_config(variant: str | None = None):
-    config = demo.get_config()
+    config = demo_paper.get_config()
     config.name = "demo_geometry"
     config.data.poses = "-30,-15,0,15,30"
     config.data.num_subjects = 24

@@ -2,11 +2,11 @@
 parser of L_p, then G and D, then the recognizer on real plus synthetic faces, all on a 2-core
 CPU in under 10 minutes (docs/methods.md). BASELINE: `configs/demo_lssl.py:BASELINE`."""
 
-from configs import default, demo
+from configs import default, demo_paper
 
 
 def get_config(variant: str | None = None):
-    config = demo.get_config()
+    config = demo_paper.get_config()
     config.name = "demo_lssl"
     config.method = "lssl"
     config.variant = "LSSL"

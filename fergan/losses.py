@@ -89,6 +89,14 @@ def reconstruction_loss(x: jax.Array, x_rec: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(x - x_rec))
 
 
+def paired_loss(target: jax.Array, rendered: jax.Array, valid: jax.Array) -> jax.Array:
+    """mean_i valid_i * mean |target_i - rendered_i|: L1 to a same-subject target where one
+    exists (not a paper loss: FESR's `loss.lambda_pair` / `lambda_neutral`). Images [B, H, W, C],
+    valid [B] in {0, 1}; a mean over the whole batch, so device shards average exactly."""
+    per_sample = jnp.mean(jnp.abs(target - rendered), axis=(1, 2, 3))
+    return jnp.mean(valid * per_sample)
+
+
 def identity_loss(feature_real: jax.Array, feature_rec: jax.Array) -> jax.Array:
     """L_id = mean |F_id(x_rec) - F_id(x)| (Eq. 12). Features [B, D]; gradient flows via x_rec."""
     return jnp.mean(jnp.abs(feature_rec - feature_real))

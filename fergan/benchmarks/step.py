@@ -63,7 +63,7 @@ def benchmark(config, steps: int, warmup: int, stages=(1, 2)) -> list[dict]:
     iterations = method.iterations(model)
     runner = make_runner(iterations[0][2])
     batch = runner.place_batch(
-        random_batch(config, np.random.default_rng(0), method.batch_features)
+        random_batch(config, np.random.default_rng(0), method.features(config))
     )
     init = functools.partial(method.init_state, model)
     if num_replicas > 1:  # S seeds in one program, all on the same (shared) batch.

@@ -10,7 +10,8 @@ def random_batch(
 ) -> dict[str, np.ndarray]:
     """A global batch of uniform noise images with valid labels, [B, S, S, c]; with the optional
     `features` of a method (`pipeline.BATCH_FEATURES`), their keys too: noise side image `s`,
-    masks of ones, a noise `x_neutral`, a noise target face with random landmarks and label."""
+    masks of ones, a noise `x_neutral`, a noise target face with random landmarks and label,
+    noise `x_pair` and `x_own_neutral` faces marked valid."""
     b, s, c, k = (
         config.train.batch_size,
         config.model.image_size,
@@ -30,6 +31,10 @@ def random_batch(
             "g_target": rng.uniform(-1, 1, (b, 2 * NUM_LANDMARKS)).astype(np.float32),
             "y_t": rng.integers(0, k, b).astype(np.int32),
         }
+    if "pair" in features:
+        extra |= {"x_pair": noise(c), "pair_valid": np.ones(b, np.float32)}
+    if "own_neutral" in features:
+        extra |= {"x_own_neutral": noise(c), "own_neutral_valid": np.ones(b, np.float32)}
     return extra | {
         "x": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),
         "x_pr": rng.uniform(-1, 1, (b, s, s, c)).astype(np.float32),

@@ -175,7 +175,7 @@ class _WithIndex:
 
 
 # Optional features of a training example (a method's `batch_features`).
-BATCH_FEATURES = ("side", "mask", "neutral", "target")
+BATCH_FEATURES = ("side", "mask", "neutral", "target", "pair", "own_neutral")
 
 
 def unit_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -192,7 +192,9 @@ class _TripletLoader:
     """Global example index + training position -> one (x, y, x_pr, y_target) example, plus the
     optional `features` (BATCH_FEATURES): the landmark heatmap `s` of x ('side'), x's face mask
     ('mask'), a neutral face of a training subject with its mask ('neutral'), and a face of x's own
-    subject showing y_target with its landmarks ('target'); each is flipped with its face."""
+    subject showing y_target with its landmarks ('target'); each is flipped with its face. For
+    paired synthesis: a face of x's subject showing y_target ('pair') and the neutral first frame
+    of x's own sequence ('own_neutral'), each flipped with x so that it is a pixel target of G."""
 
     def __init__(
         self,
@@ -219,6 +221,11 @@ class _TripletLoader:
             for s, own in self.by_subject.items()
             for k in set(source.labels[own])
         }
+        # (subject, sequence) -> position of the sequence's neutral first frame: 'own_neutral'.
+        self.neutral_of_sequence = {}
+        if neutral is not None:
+            for i, key in enumerate(zip(neutral.subjects, neutral.sequences, strict=True)):
+                self.neutral_of_sequence.setdefault((int(key[0]), int(key[1])), i)
 
     def __call__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
         index, pos = item
@@ -236,8 +243,10 @@ class _TripletLoader:
         y_target = offset + (offset >= y)
         row, x_pr = self.source[pos], self.source.image(partner)
         x, landmarks, mask = row["image"], row["landmarks"], _mask(row)
+        flipped = False
         if self.flip:
-            if rng.random() < 0.5:
+            flipped = bool(rng.random() < 0.5)
+            if flipped:
                 x, landmarks = heatmaps.flip_face(x, landmarks)
                 mask = mask[:, ::-1]
             x_pr = x_pr[:, ::-1] if rng.random() < 0.5 else x_pr
@@ -256,6 +265,10 @@ class _TripletLoader:
             extra["mask_neutral"] = np.ascontiguousarray(face_mask)
         if "target" in self.features:
             extra |= self._target(pos, y_target, rng)
+        if "pair" in self.features:
+            extra |= self._pair(pos, y_target, flipped, rng)
+        if "own_neutral" in self.features:
+            extra |= self._own_neutral(pos, flipped)
         return extra | {
             "x": to_float(x),
             "y": np.int32(y),
@@ -285,6 +298,32 @@ class _TripletLoader:
             "y_t": np.int32(self.source.labels[target]),
         }
 
+    def _pair(
+        self, pos: int, y_target: int, flipped: bool, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """A frame of example `pos`'s subject showing `y_target`, flipped with x: `x_pair`, and
+        `pair_valid` 1.0; where the subject has no such frame, x itself and 0.0."""
+        pool = self.by_subject_class.get((int(self.source.subjects[pos]), y_target))
+        target = pos if pool is None else int(pool[int(rng.integers(len(pool)))])
+        face = self.source.image(target)
+        face = face[:, ::-1] if flipped else face
+        return {
+            "x_pair": to_float(np.ascontiguousarray(face)),
+            "pair_valid": np.float32(pool is not None),
+        }
+
+    def _own_neutral(self, pos: int, flipped: bool) -> dict[str, np.ndarray]:
+        """The neutral first frame of example `pos`'s sequence, flipped with x: `x_own_neutral`,
+        and `own_neutral_valid` 1.0; where the sequence has none stored, x itself and 0.0."""
+        key = (int(self.source.subjects[pos]), int(self.source.sequences[pos]))
+        found = self.neutral_of_sequence.get(key)
+        face = self.source.image(pos) if found is None else self.neutral.image(found)
+        face = face[:, ::-1] if flipped else face
+        return {
+            "x_own_neutral": to_float(np.ascontiguousarray(face)),
+            "own_neutral_valid": np.float32(found is not None),
+        }
+
 
 def make_train_iterator(
     config: ml_collections.ConfigDict,
@@ -309,7 +348,10 @@ def make_train_iterator(
       subject drawn uniformly per example (data.neutral_first_frames), with its mask; 'target'
       `x_target` [b, H, W, C], a face of x's subject showing y_target where it has one (else
       another of its faces), `g_target` float32 [b, 136] its landmarks in [-1, 1] ((x, y) pairs),
-      and `y_t` int32 [b] its label.
+      and `y_t` int32 [b] its label; 'pair' `x_pair` [b, H, W, C], a face of x's subject showing
+      y_target, flipped with x, and `pair_valid` float32 [b] (0 where the subject has none);
+      'own_neutral' `x_own_neutral` [b, H, W, C], the neutral first frame of x's sequence,
+      flipped with x (data.neutral_first_frames), and `own_neutral_valid` float32 [b].
     """
     batch = int(config.train.batch_size)
     if process_count < 1 or not 0 <= process_index < process_count:
@@ -324,7 +366,7 @@ def make_train_iterator(
     unknown = sorted(set(features) - set(BATCH_FEATURES))
     if unknown:
         raise ValueError(f"Unknown batch features {unknown}; allowed: {BATCH_FEATURES}.")
-    if "neutral" in features and len(datasets.train_neutral) == 0:
+    if {"neutral", "own_neutral"} & set(features) and len(datasets.train_neutral) == 0:
         raise ValueError(
             f"Fold {config.data.fold} of {datasets.name} has no neutral training faces; set "
             "data.neutral_first_frames=True."

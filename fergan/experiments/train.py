@@ -259,7 +259,9 @@ def train_and_evaluate(
     ]
     runner = runners[0][2]  # Any of them places and fetches state and batches.
     stage_runner = lambda step: next(r for first, end, r in runners if first <= step < end)
-    iterator = replicas.make_iterator(config, setup.datasets, features=setup.method.batch_features)
+    iterator = replicas.make_iterator(
+        config, setup.datasets, features=setup.method.features(config)
+    )
     host_state = setup.initial_state
     restored = setup.checkpoints.restore(host_state)
     if restored is not None:

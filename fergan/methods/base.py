@@ -78,14 +78,16 @@ class Method:
       resume_keys: config keys whose change alters the checkpoint's shapes or meaning.
       progress_metrics: train metric name -> short label on the progress line.
       batch_features: optional training-batch features beyond x, x_pr, y, y_target: 'side' (the
-        landmark heatmap s of x, `fergan.data.heatmaps`), 'mask', 'neutral', 'target'
-        (`fergan.data.pipeline.make_train_iterator`).
+        landmark heatmap s of x, `fergan.data.heatmaps`), 'mask', 'neutral', 'target', 'pair',
+        'own_neutral' (`fergan.data.pipeline.make_train_iterator`).
       resume_defaults: values of resume keys that runs written before the key existed had.
       tsne_first: variants whose t-SNE panels stand first, side by side, in a CV's figure.
       edits_intensity: whether the editor honours its intensities (else the intensity metrics
         are not computed).
       edits_from_neutral: the editor translates neutral faces (data.neutral_first_frames): the
         edit metrics start from the held-out subjects' neutral faces, every class a target.
+      config_batch_features(config) -> features the config asks for besides `batch_features`
+        (FESR's paired synthesis loss); `features(config)` gives both.
     Optional, evaluation:
       extra_metrics(model, state, sources) -> {name: float}: the method's own held-out metrics
         on the editor's inputs `sources` (pipeline.eval_arrays of the test or neutral faces).
@@ -114,6 +116,7 @@ class Method:
     edits_intensity: bool = True
     edits_from_neutral: bool = False
     extra_metrics: Callable[[Any, PyTree, dict], dict] | None = None
+    config_batch_features: Callable[[ml_collections.ConfigDict], tuple[str, ...]] | None = None
 
     @property
     def has_identity_network(self) -> bool:
@@ -121,6 +124,12 @@ class Method:
         Only then does the shared code pretrain, check or load `identity.*` weights; any other
         method's `init_state` gets `identity_params=None`."""
         return self.identity_features is not None
+
+    def features(self, config: ml_collections.ConfigDict) -> tuple[str, ...]:
+        """The training-batch features a run of `config` reads (`batch_features` and those of
+        `config_batch_features`)."""
+        extra = () if self.config_batch_features is None else self.config_batch_features(config)
+        return self.batch_features + tuple(f for f in extra if f not in self.batch_features)
 
     def iterations(self, model: Model) -> list[tuple[int, int, Callable]]:
         """[(first step, end step, per-device body(state, batch, axis_name))] covering

@@ -157,3 +157,22 @@ def test_width_multiplier_scales_channels():
     params = abstract_init(nets.generator, jnp.zeros((1, 32, 32, 1)), jnp.zeros((1, K)))
     assert params["enc"]["conv0"]["kernel"].shape == (4, 4, 1, 32)
     assert params["enc"]["conv2"]["kernel"].shape == (4, 4, 64, 128)
+
+
+def test_generator_width_widens_g_alone():
+    config = get_config()
+    config.model.image_size = 32
+    config.model.width = 0.25
+    narrow = build_networks(config.model)
+    config.model.generator_width = 1.0
+    wide = build_networks(config.model)
+    params = abstract_init(wide.generator, jnp.zeros((1, 32, 32, 1)), jnp.zeros((1, K)))
+    # G at width 1: Table I's first three stages at 32 px (64, 128, 256) and Gdec's halves.
+    assert params["enc"]["conv2"]["kernel"].shape == (4, 4, 128, 256)
+    assert params["dec"]["deconv2"]["kernel"].shape == (4, 4, 64, 32)
+    assert wide.generator.width == 1.0 and narrow.generator.width == 0.25
+    for name in ("dimg", "dz", "identity", "recognizer"):  # Every other network keeps 0.25.
+        assert getattr(wide, name) == getattr(narrow, name), name
+    config.model.generator_width = -1.0
+    with pytest.raises(ValueError, match=r"model.generator_width=-1.0 must be >= 0"):
+        build_networks(config.model)

@@ -149,12 +149,18 @@ def test_landmark_mask_without_landmarks_is_the_whole_image():
         masks.landmark_face_mask(np.zeros((5, 2)), 32)
 
 
-def test_batches_carry_masks_and_neutral_faces_flipped_with_them(data_dir):
+def batches_without_and_with(data_dir, features, count):
+    """(datasets, `count` batches without `features`, the same batches with them) of a small
+    synthetic set with neutral frames and flips."""
     config = small_config(neutral_first_frames=True, flip=True)
     ds = pipeline.build_datasets(config, data_dir)
-    take = lambda it: [next(it) for _ in range(3)]
+    take = lambda it: [next(it) for _ in range(count)]
     plain = take(pipeline.make_train_iterator(config, ds))
-    full = take(pipeline.make_train_iterator(config, ds, features=("mask", "neutral")))
+    return ds, plain, take(pipeline.make_train_iterator(config, ds, features=features))
+
+
+def test_batches_carry_masks_and_neutral_faces_flipped_with_them(data_dir):
+    ds, plain, full = batches_without_and_with(data_dir, ("mask", "neutral"), 3)
     stored = {}
     for source in (ds.train, ds.train_neutral):
         for i in range(len(source)):
@@ -179,3 +185,39 @@ def test_batches_carry_masks_and_neutral_faces_flipped_with_them(data_dir):
     with pytest.raises(ValueError, match="neutral_first_frames=True"):
         pipeline.make_train_iterator(small_config(), pipeline.build_datasets(small_config(),
                                      data_dir), features=("neutral",))  # fmt: skip
+
+
+def test_pairs_are_the_subjects_target_faces_and_own_neutral_flipped_with_x(data_dir):
+    ds, plain, paired = batches_without_and_with(data_dir, ("pair", "own_neutral"), 4)
+    # Stored image bytes -> (subject, label, sequence) of the labelled and the neutral frames.
+    labelled, neutral = {}, {}
+    for source, table in ((ds.train, labelled), (ds.train_neutral, neutral)):
+        for i in range(len(source)):
+            key = (int(source.subjects[i]), int(source.labels[i]), int(source.sequences[i]))
+            table[source.image(i).tobytes()] = key
+    as_stored = lambda face, flip: np.round((face[:, ::-1] if flip else face) * 127.5 + 127.5)
+
+    def find(face, table):
+        """(record, flipped) of a batch face in `table`."""
+        for flip in (False, True):
+            image = as_stored(face, flip).astype(np.uint8).tobytes()
+            if image in table:
+                return table[image], flip
+        raise AssertionError("a batch face is not a stored face of its kind")
+
+    flips = set()
+    for a, b in zip(plain, paired, strict=True):
+        for key in a:  # The features add keys and change nothing else.
+            np.testing.assert_array_equal(a[key], b[key])
+        assert b["pair_valid"].all() and b["own_neutral_valid"].all()
+        for i in range(len(b["x"])):
+            (subject, label, sequence), flipped = find(b["x"][i], labelled)
+            pair, pair_flipped = find(b["x_pair"][i], labelled)
+            assert pair[:2] == (subject, int(b["y_target"][i])) and pair_flipped == flipped
+            own, own_flipped = find(b["x_own_neutral"][i], neutral)
+            assert own == (subject, label, sequence) and own_flipped == flipped
+            flips.add(flipped)
+    assert flips == {False, True}
+    with pytest.raises(ValueError, match="neutral_first_frames=True"):
+        pipeline.make_train_iterator(small_config(), pipeline.build_datasets(small_config(),
+                                     data_dir), features=("own_neutral",))  # fmt: skip

@@ -13,7 +13,7 @@ from fergan.launch import local
 from tests.program.helpers import recomputed_accuracy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Shrinks configs/demo.py to the tiny program-test size (tests/program/helpers.py).
+# Shrinks configs/demo_paper.py to the tiny program-test size (tests/program/helpers.py).
 TINY_FLAGS = [
     "--config.model.width=0.125",
     "--config.data.num_subjects=4",
@@ -96,7 +96,7 @@ def test_execute_limits_concurrency_logs_and_skips(tmp_path):
 def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
     out = subprocess.run(
         [
-            sys.executable, "-m", "fergan.launch.local", "--config", "configs/demo.py",
+            sys.executable, "-m", "fergan.launch.local", "--config", "configs/demo_paper.py",
             "--sweep", "sweeps/smoke.py", "--workdir", str(tmp_path), "--dry_run",
             "--", "--config.train.max_epochs=2",
         ],
@@ -114,7 +114,7 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
 def test_a_bad_sweep_fails_before_running(tmp_path):
     out = subprocess.run(
         [
-            sys.executable, "-m", "fergan.launch.local", "--config", "configs/demo.py",
+            sys.executable, "-m", "fergan.launch.local", "--config", "configs/demo_paper.py",
             "--sweep", "sweeps/seeds.py", "--workdir", str(tmp_path), "--", "--config.seed=1",
         ],
         cwd=ROOT, capture_output=True, text=True,
@@ -125,7 +125,7 @@ def test_a_bad_sweep_fails_before_running(tmp_path):
 
 def test_two_tiny_runs_end_to_end_then_skip(tmp_path):
     command = [
-        sys.executable, "-m", "fergan.launch.local", "--config", "configs/demo.py",
+        sys.executable, "-m", "fergan.launch.local", "--config", "configs/demo_paper.py",
         "--sweep", "sweeps/smoke.py", "--workdir", str(tmp_path), "--max_parallel", "2",
         "--", *TINY_FLAGS,
     ]  # fmt: skip

@@ -22,7 +22,7 @@ def bash(*args, env=None, check=True) -> subprocess.CompletedProcess:
 
 def main_command(workdir: str, seed: int, extra=()) -> list[str]:
     return [
-        sys.executable, "-m", "fergan.main", "--config", "configs/demo.py",
+        sys.executable, "-m", "fergan.main", "--config", "configs/demo_paper.py",
         "--workdir", f"{workdir}/variant=BASELINE,seed={seed}", *extra,
         "--config.variant=BASELINE", f"--config.seed={seed}",
     ]  # fmt: skip
@@ -31,7 +31,7 @@ def main_command(workdir: str, seed: int, extra=()) -> list[str]:
 def test_slurm_dry_run_prints_sbatch_and_every_task(tmp_path):
     root = str(tmp_path / "runs x")
     args = [
-        "--config", "configs/demo.py", "--sweep", "sweeps/smoke.py", "--workdir", root,
+        "--config", "configs/demo_paper.py", "--sweep", "sweeps/smoke.py", "--workdir", root,
         "--python", sys.executable,
     ]  # fmt: skip
     extra = ["--config.train.max_epochs=2"]
@@ -61,7 +61,7 @@ def test_slurm_dry_run_prints_sbatch_and_every_task(tmp_path):
 def test_slurm_task_mode_picks_the_array_index(tmp_path):
     root = str(tmp_path)
     args = [
-        SLURM, "--task", "--config", "configs/demo.py", "--sweep", "sweeps/smoke.py",
+        SLURM, "--task", "--config", "configs/demo_paper.py", "--sweep", "sweeps/smoke.py",
         "--workdir", root, "--python", sys.executable, "--dry-run",
     ]  # fmt: skip
     env = dict(os.environ, SLURM_ARRAY_TASK_ID="1")
@@ -78,8 +78,9 @@ def test_slurm_task_mode_picks_the_array_index(tmp_path):
 
 def test_slurm_refuses_a_bad_sweep():
     out = bash(
-        SLURM, "--config", "configs/demo.py", "--sweep", "sweeps/seeds.py", "--workdir", "/tmp/x",
-        "--python", sys.executable, "--dry-run", "--", "--config.seed=2", check=False,
+        SLURM, "--config", "configs/demo_paper.py", "--sweep", "sweeps/seeds.py",
+        "--workdir", "/tmp/x", "--python", sys.executable, "--dry-run", "--", "--config.seed=2",
+        check=False,
     )  # fmt: skip
     assert out.returncode != 0 and "also sets" in out.stderr
 
@@ -88,13 +89,13 @@ def test_tpu_pod_dry_run_prints_the_gcloud_command():
     env = dict(os.environ, TPU_NAME="pod-a", ZONE="us-central2-b")
     env.pop("PROJECT_ID", None)
     out = bash(
-        TPU_POD, "--project", "proj", "--config", "configs/demo.py",
+        TPU_POD, "--project", "proj", "--config", "configs/demo_paper.py",
         "--workdir", "/mnt/shared/runs/it's here", "--repo-dir", "code/fergan", "--dry-run",
         "--", "--config.seed=1", "--config.variant=FESR_JL", env=env,
     ).stdout.splitlines()  # fmt: skip
     worker = [
         "env", "FERGAN_DISTRIBUTED=1", "python3", "-m", "fergan.main", "--config",
-        "configs/demo.py", "--workdir", "/mnt/shared/runs/it's here", "--config.seed=1",
+        "configs/demo_paper.py", "--workdir", "/mnt/shared/runs/it's here", "--config.seed=1",
         "--config.variant=FESR_JL",
     ]  # fmt: skip
     assert out[1].startswith("cd code/fergan && ")

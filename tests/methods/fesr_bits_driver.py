@@ -17,7 +17,7 @@ STEPS = 50
 
 
 def demo_config(workdir: str):
-    from configs import demo
+    from configs import demo_paper as demo
 
     config = demo.get_config()
     config.data.data_dir = os.path.join(workdir, "tfds")

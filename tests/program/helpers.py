@@ -9,13 +9,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from configs import demo
+from configs import demo_paper
 from fergan.data import pipeline
 from fergan.experiments import train
 
 
 def tiny_config(variant: str = "FESR_JL", data_dir: str = ""):
-    config = demo.get_config(variant)
+    config = demo_paper.get_config(variant)
     config.model.width = 0.125
     config.data.num_subjects = 4
     config.data.num_folds = 2

@@ -41,6 +41,10 @@ BAD_INPUTS = {
     "unknown flag": (["--nonsense=1"], "nonsense"),
     "unknown judge": (["--config.judge.kind=vgg"], "judge.kind='vgg'"),
     "unknown cpu isa": (["--config.determinism.cpu_isa=AVX3"], "determinism.cpu_isa='AVX3'"),
+    "neutral pairs without neutral frames": (
+        ["--config.loss.lambda_neutral=1"],
+        "loss.lambda_neutral=1.0 needs data.neutral_first",
+    ),
 }
 
 
@@ -49,7 +53,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     extra, expected = BAD_INPUTS[case]
     workdir, data_dir = tmp_path / "run", tmp_path / "tfds"
     done = run_main(
-        "--config", "configs/demo.py", "--workdir", str(workdir), *TINY_FLAGS,
+        "--config", "configs/demo_paper.py", "--workdir", str(workdir), *TINY_FLAGS,
         f"--config.data.data_dir={data_dir}", *extra, timeout=300,
     )  # fmt: skip
     stderr = done.stderr.decode().strip()
@@ -68,8 +72,8 @@ def test_evaluate_of_another_shape_refuses_in_one_line_and_writes_nothing(tmp_pa
     (workdir / "config.json").write_text(saved.to_json())
     before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
     done = run_main(
-        "--config", "configs/demo.py", "--workdir", str(workdir), "--mode=evaluate", *TINY_FLAGS,
-        f"--config.data.data_dir={tmp_path / 'tfds'}", timeout=300,
+        "--config", "configs/demo_paper.py", "--workdir", str(workdir), "--mode=evaluate",
+        *TINY_FLAGS, f"--config.data.data_dir={tmp_path / 'tfds'}", timeout=300,
     )  # fmt: skip
     stderr = done.stderr.decode().strip()
     assert done.returncode == 2 and len(stderr.splitlines()) == 1, stderr[-3000:]
@@ -83,7 +87,7 @@ def test_an_unwritable_workdir_is_one_line():
     if path is None:
         pytest.skip("no path here refuses creation with PermissionError")
     done = run_main(
-        "--config", "configs/demo.py", "--workdir", path, *TINY_FLAGS, timeout=300
+        "--config", "configs/demo_paper.py", "--workdir", path, *TINY_FLAGS, timeout=300
     )  # fmt: skip
     stderr = done.stderr.decode().strip()
     assert done.returncode == 2 and len(stderr.splitlines()) == 1, stderr[-3000:]
@@ -92,7 +96,7 @@ def test_an_unwritable_workdir_is_one_line():
 
 def test_debug_flag_shows_the_traceback(tmp_path):
     done = run_main(
-        "--config", "configs/demo.py", "--workdir", str(tmp_path / "run"), *TINY_FLAGS,
+        "--config", "configs/demo_paper.py", "--workdir", str(tmp_path / "run"), *TINY_FLAGS,
         "--config.variant=FOO", "--debug", timeout=300,
     )  # fmt: skip
     stderr = done.stderr.decode()

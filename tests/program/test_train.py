@@ -49,7 +49,7 @@ def test_run_writes_checkpoints_events_summary_and_samples(full_run, data_dir):
     assert summary["steps"] == 10 and summary["stage1_steps"] == 5
     with open(os.path.join(workdir, "summary.json")) as f:
         on_disk = json.load(f)
-    assert on_disk["variant"] == "FESR_JL" and on_disk["config"] == "demo"
+    assert on_disk["variant"] == "FESR_JL" and on_disk["config"] == "demo_paper"
     # The final checkpoint's predictions on the test split give the reported accuracy.
     config = tiny_config(data_dir=data_dir)
     assert on_disk["eval"]["accuracy"] == recomputed_accuracy(workdir, config)
@@ -164,7 +164,7 @@ TINY_FLAGS = (
 
 def test_command_line_override_reaches_the_step_and_unknown_keys_fail(data_dir, tmp_path):
     done = run_main(
-        "--config", "configs/demo.py:BASELINE", "--workdir", str(tmp_path), *TINY_FLAGS,
+        "--config", "configs/demo_paper.py:BASELINE", "--workdir", str(tmp_path), *TINY_FLAGS,
         f"--config.data.data_dir={data_dir}", "--config.loss.lambda_intra=0.5",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()[-3000:]
@@ -178,13 +178,13 @@ def test_command_line_override_reaches_the_step_and_unknown_keys_fail(data_dir, 
     # What a person sees: a header, progress, a closing summary; library noise in the log file.
     stdout = done.stdout.decode()
     lines = [line for line in stdout.replace("\r", "\n").splitlines() if line.strip()]
-    assert lines[0].startswith("fergan train | config demo | method fesr | variant BASELINE")
+    assert lines[0].startswith("fergan train | config demo_paper | method fesr | variant BASELINE")
     assert any(line.startswith("data: synthetic_faces fold 1/2") for line in lines)
     assert any(line.startswith("train 5/5 100%") for line in lines)
     assert f"tensorboard --logdir {tmp_path}" in stdout and "(chance 14.3%" in stdout
     assert "orbax" not in stdout.lower() and not done.stderr.strip(), done.stderr.decode()
     assert "orbax" in (tmp_path / "fergan.log").read_text().lower()
-    bad = run_main("--config", "configs/demo.py", "--workdir", str(tmp_path / "x"),
+    bad = run_main("--config", "configs/demo_paper.py", "--workdir", str(tmp_path / "x"),
                    "--config.train.bogus_key=1")  # fmt: skip
     assert bad.returncode != 0 and b"bogus_key" in bad.stderr
 

@@ -3,7 +3,7 @@ real data-guided back-propagation (SPEC). Everything FESR-specific lives in this
 
 from fergan import methods
 from fergan.methods.base import Method
-from fergan.methods.fesr import evaluation, model, samples, state, step
+from fergan.methods.fesr import evaluation, hparams, model, samples, state, step
 from fergan.methods.fesr.variants import VARIANTS
 
 
@@ -29,16 +29,18 @@ METHOD = methods.register(
         identity_features=evaluation.identity_features,
         write_samples=samples.write_samples,
         check_config=model.check_config,
+        config_batch_features=hparams.paired_features,
         resume_keys=(
             "model.image_size",
             "model.channels",
             "model.width",
+            "model.generator_width",
             "model.latent_dim",
             "model.num_classes",
             "model.lightcnn_classes",
             "recognizer.trunk",
         ),
-        resume_defaults={"recognizer.trunk": "frozen"},
+        resume_defaults={"recognizer.trunk": "frozen", "model.generator_width": 0.0},
         # Fig. 9 compares the feature spaces without and with the intra-class loss.
         tsne_first=("FESR_JL-IL", "FESR_JL"),
         progress_metrics={

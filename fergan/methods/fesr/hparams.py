@@ -30,6 +30,8 @@ class StepHParams:
     lambda_adv_d: float
     lambda_intra: float
     lambda_gp: float
+    lambda_pair: float = 0.0  # Paired synthesis at apex (a departure; configs/default.py).
+    lambda_neutral: float = 0.0  # Paired synthesis at intensity 0, to the sequence's neutral.
     gate_by_select: bool = False  # Off updates: both branches then jnp.where, not lax.cond.
     lr_offset: int = 0  # Schedule iterations before step 0 (BASELINE: the skipped P_pre).
 
@@ -41,6 +43,17 @@ class StepHParams:
         """
         decay_steps = max(1, round((self.total_steps + self.lr_offset) * self.decay_fraction))
         return linear_decay(self.learning_rate, step, self.total_steps, decay_steps)
+
+
+def paired_features(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The batch features the paired synthesis losses read ('pair', 'own_neutral'); none for
+    the paper's setting or a variant without a generator."""
+    if not get_variant(config.variant).use_gan:
+        return ()
+    loss = config.loss
+    return ("pair",) * (loss.get("lambda_pair", 0.0) > 0) + ("own_neutral",) * (
+        loss.get("lambda_neutral", 0.0) > 0
+    )
 
 
 def schedule_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int, int]:
@@ -75,6 +88,14 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         raise ValueError(f"optim.decay_fraction={config.optim.decay_fraction} must be in [0, 1]")
     pre, total, lr_offset = schedule_steps(config, steps_per_epoch)
     loss = config.loss
+    for key in ("lambda_pair", "lambda_neutral"):
+        if loss.get(key, 0.0) < 0:
+            raise ValueError(f"loss.{key}={loss.get(key)} must be >= 0")
+    if loss.get("lambda_neutral", 0.0) > 0 and not config.data.neutral_first_frames:
+        raise ValueError(
+            f"loss.lambda_neutral={loss.lambda_neutral} needs data.neutral_first_frames=True "
+            "(its targets are the sequences' neutral first frames)"
+        )
     return StepHParams(
         variant=variant,
         pre_steps=pre,
@@ -91,6 +112,8 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         lambda_adv_d=loss.lambda_adv_d,
         lambda_intra=loss.lambda_intra,
         lambda_gp=loss.lambda_gp,
+        lambda_pair=float(loss.get("lambda_pair", 0.0)) if variant.use_gan else 0.0,
+        lambda_neutral=float(loss.get("lambda_neutral", 0.0)) if variant.use_gan else 0.0,
         gate_by_select=gate_by_select(config.train.get("gating", "auto"), jax.default_backend()),
         lr_offset=lr_offset,
     )

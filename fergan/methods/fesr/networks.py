@@ -51,6 +51,9 @@ def build_networks(
         raise ValueError(f"model.channels={model.channels} is not supported; allowed: (1, 3)")
     if not model.width > 0:
         raise ValueError(f"model.width={model.width} must be > 0")
+    generator_width = model.get("generator_width", 0.0) or model.width
+    if not generator_width > 0:
+        raise ValueError(f"model.generator_width={model.generator_width} must be >= 0")
     if model.num_classes < 2:
         raise ValueError(f"model.num_classes={model.num_classes} must be >= 2")
     dtype_name = model.get("compute_dtype", "float32")
@@ -64,7 +67,9 @@ def build_networks(
             f"recognizer.trunk={recognizer_trunk!r} is unknown; allowed: {RECOGNIZER_TRUNKS}"
         )
     return Networks(
-        generator=Generator(model.image_size, model.width, model.channels, model.latent_dim, dtype),
+        generator=Generator(
+            model.image_size, generator_width, model.channels, model.latent_dim, dtype
+        ),
         dimg=Dimg(model.image_size, model.width, model.num_classes, with_dimg_cls, dtype),
         dz=Dz(model.width, dtype),
         identity=LightCNN29(

@@ -121,7 +121,8 @@ def _synthesize(
     """G's outputs for one iteration and the frozen-LightCNN features computed from them.
 
     g = Genc(x) [B, n]; x_hat = Gdec([g, u(y')]) (Eq. 3); x_rec = Gdec([g, u(y)]) (Eq. 11) and
-    F_id(x_rec) when a content loss needs them; x_pf = Gdec([z, u(y)]) (Eq. 13) [B, ...], or for
+    F_id(x_rec) when a content loss needs them; x_pair_hat / x_neutral_hat = Gdec([g, u(y')]) at
+    intensity 1 / 0 for the paired losses; x_pf = Gdec([z, u(y)]) (Eq. 13) [B, ...], or for
     FESR_Real Gdec([g, u(k)]) for every class k [B * K, ...], and (frozen R trunk) its trunk
     output `trunk_pf`, computed only when `needs_pf` (stage 2) so stage 1 does not pay for them.
     A fine-tuned trunk changes in R's update, so its pass on x_pf is made downstream instead.
@@ -130,26 +131,32 @@ def _synthesize(
     gen = nets.generator
     x, y = batch["x"], batch["y"]
     g = gen.apply({"params": g_params}, x, method=gen.encode)
-    u_target = losses.expression_code(batch["y_target"], noise["v_target"])
-    out = {"g": g}
+    codes = {"x_hat": losses.expression_code(batch["y_target"], noise["v_target"])}
     if v.use_rec or v.use_id:
-        # One decoder call for x_hat and x_rec: instance norm is per sample, so batching is exact.
-        u_rec = losses.expression_code(y, noise["v_rec"])
-        both = gen.apply(
-            {"params": g_params},
-            jnp.concatenate([g, g]),
-            jnp.concatenate([u_target, u_rec]),
-            method=gen.decode,
-        )
-        out["x_hat"], out["x_rec"] = jnp.split(both, 2)
-        if v.use_id:
-            out["fid_rec"] = nets.identity.apply(
-                {"params": identity},
-                to_lightcnn_input(out["x_rec"]),
-                method=LightCNN29.identity_feature,
+        codes["x_rec"] = losses.expression_code(y, noise["v_rec"])
+    # Paired synthesis (configs/default.py): y' at intensity 1 and 0, in u's inference form.
+    paired = {"x_pair_hat": (hp.lambda_pair, 1.0), "x_neutral_hat": (hp.lambda_neutral, 0.0)}
+    for name, (weight, intensity) in paired.items():
+        if weight > 0:
+            a = jnp.full(y.shape, intensity)
+            codes[name] = losses.inference_code(
+                batch["y_target"], a, nets.num_classes, nets.inference_off_value
             )
-    else:
-        out["x_hat"] = gen.apply({"params": g_params}, g, u_target, method=gen.decode)
+    # One decoder call for every render of g(x): instance norm is per sample, so batching is
+    # exact.
+    rendered = gen.apply(
+        {"params": g_params},
+        jnp.concatenate([g] * len(codes)),
+        jnp.concatenate(list(codes.values())),
+        method=gen.decode,
+    )
+    out = {"g": g} | dict(zip(codes, jnp.split(rendered, len(codes)), strict=True))
+    if v.use_id:
+        out["fid_rec"] = nets.identity.apply(
+            {"params": identity},
+            to_lightcnn_input(out["x_rec"]),
+            method=LightCNN29.identity_feature,
+        )
 
     if v.use_synthetic:
         # FESR_Real renders g(x) of the sample itself with every expression; the others use z.
@@ -382,6 +389,15 @@ def generator_objective(
         terms["rec"] = (hp.lambda_rec, losses.reconstruction_loss(x, outputs["x_rec"]))
     if v.use_id:
         terms["id"] = (hp.lambda_id, losses.identity_loss(ctx.fid_x, outputs["fid_rec"]))
+    batch = ctx.batch
+    if hp.lambda_pair > 0:
+        pair = losses.paired_loss(batch["x_pair"], outputs["x_pair_hat"], batch["pair_valid"])
+        terms["pair"] = (hp.lambda_pair, pair)
+    if hp.lambda_neutral > 0:
+        neutral = losses.paired_loss(
+            batch["x_own_neutral"], outputs["x_neutral_hat"], batch["own_neutral_valid"]
+        )
+        terms["pair_neutral"] = (hp.lambda_neutral, neutral)
     if v.use_synthetic and v.joint:
 
         def r_loss_on_pf():
@@ -430,8 +446,9 @@ def train_step(
     """Algorithm 1, one iteration, on this device's share of the batch.
 
     batch: x, x_pr [B, S, S, c] in [-1, 1]; y, y_target [B] int32; optional slot [B] int32 (the
-    sample's position in the global batch, keying its noise). Returns the new state and a dict
-    of scalar metrics averaged over devices (every loss term, GP, accuracies, learning rate).
+    sample's position in the global batch, keying its noise); with the paired losses x_pair /
+    x_own_neutral [B, S, S, c] and pair_valid / own_neutral_valid [B]. Returns the new state and
+    a dict of scalar metrics averaged over devices (every loss term, GP, accuracies, learning rate).
     """
     ctx = prepare(nets, hp, state, batch, axis_name)
     metrics: Metrics = {"lr": ctx.lr, "stage": 1.0 + ctx.stage2.astype(jnp.float32)}

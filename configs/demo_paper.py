@@ -1,0 +1,16 @@
+"""The demo with the paper's recipe: `configs/demo.py` without its departures (one G width,
+no paired synthesis, R on the frozen identity trunk). docs/results.md shows the two side by
+side; the program tests train tiny versions of this config."""
+
+from configs import demo
+
+
+def get_config(variant: str | None = None):
+    config = demo.get_config(variant)
+    config.name = "demo_paper"
+    config.model.generator_width = 0.0
+    config.loss.lambda_pair = 0.0
+    config.loss.lambda_neutral = 0.0
+    config.data.neutral_first_frames = False
+    config.recognizer.trunk = "frozen"
+    return config
