@@ -8,9 +8,10 @@ from configs import demo
 def get_config(variant: str | None = None):
     config = demo.get_config(variant)
     config.name = "demo_paper"
-    config.model.generator_width = 0.0
-    config.loss.lambda_pair = 0.0
-    config.loss.lambda_neutral = 0.0
-    config.data.neutral_first_frames = False
-    config.recognizer.trunk = "frozen"
+    if config.method == "fesr":  # configs/demo.py departs for FESR only.
+        config.model.generator_width = 0.0
+        config.loss.lambda_pair = 0.0
+        config.loss.lambda_neutral = 0.0
+        config.data.neutral_first_frames = False
+        config.recognizer.trunk = "frozen"
     return config
