@@ -34,10 +34,24 @@ def get_config(variant: str | None = None):
     config.identity.pretrain_steps = 400
     config.identity.pretrain_batch_size = 32
     config = default.with_variant(config, variant)
-    if config.method == "fesr":  # The departures are FESR's (another method's variant: none).
-        config.data.neutral_first_frames = True  # The targets of loss.lambda_neutral.
-        config.model.generator_width = 1.0
-        config.loss.lambda_pair = 30.0
-        config.loss.lambda_neutral = 30.0
-        config.recognizer.trunk = "finetune"
+    return with_recipe(config, DEPARTURES)
+
+
+# key -> (the paper's value, the demo's): FESR's departures (docs/results.md).
+DEPARTURES = {
+    "data.neutral_first_frames": (False, True),  # The targets of loss.lambda_neutral.
+    "model.generator_width": (0.0, 1.0),
+    "loss.lambda_pair": (0.0, 30.0),
+    "loss.lambda_neutral": (0.0, 30.0),
+    "recognizer.trunk": ("frozen", "finetune"),
+}
+
+
+def with_recipe(config, departures: dict, paper: bool = False):
+    """`config` with the paper's (`paper`) or the demo's values of `departures`; FESR's only
+    (another method's variant keeps its own)."""
+    if config.method == "fesr":
+        for key, values in departures.items():
+            section, name = key.split(".")
+            setattr(getattr(config, section), name, values[0 if paper else 1])
     return config

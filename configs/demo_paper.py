@@ -8,10 +8,4 @@ from configs import demo
 def get_config(variant: str | None = None):
     config = demo.get_config(variant)
     config.name = "demo_paper"
-    if config.method == "fesr":  # configs/demo.py departs for FESR only.
-        config.model.generator_width = 0.0
-        config.loss.lambda_pair = 0.0
-        config.loss.lambda_neutral = 0.0
-        config.data.neutral_first_frames = False
-        config.recognizer.trunk = "frozen"
-    return config
+    return demo.with_recipe(config, demo.DEPARTURES, paper=True)

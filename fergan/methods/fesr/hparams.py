@@ -45,15 +45,19 @@ class StepHParams:
         return linear_decay(self.learning_rate, step, self.total_steps, decay_steps)
 
 
+def paired_weights(config: ml_collections.ConfigDict) -> tuple[float, float]:
+    """(loss.lambda_pair, loss.lambda_neutral) as the step uses them: 0 for a variant without a
+    generator (and for configs written before the keys existed)."""
+    if not get_variant(config.variant).use_gan:
+        return 0.0, 0.0
+    return float(config.loss.get("lambda_pair", 0.0)), float(config.loss.get("lambda_neutral", 0.0))
+
+
 def paired_features(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """The batch features the paired synthesis losses read ('pair', 'own_neutral'); none for
     the paper's setting or a variant without a generator."""
-    if not get_variant(config.variant).use_gan:
-        return ()
-    loss = config.loss
-    return ("pair",) * (loss.get("lambda_pair", 0.0) > 0) + ("own_neutral",) * (
-        loss.get("lambda_neutral", 0.0) > 0
-    )
+    pair, neutral = paired_weights(config)
+    return ("pair",) * (pair > 0) + ("own_neutral",) * (neutral > 0)
 
 
 def schedule_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> tuple[int, int, int]:
@@ -88,6 +92,7 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         raise ValueError(f"optim.decay_fraction={config.optim.decay_fraction} must be in [0, 1]")
     pre, total, lr_offset = schedule_steps(config, steps_per_epoch)
     loss = config.loss
+    pair, neutral = paired_weights(config)
     for key in ("lambda_pair", "lambda_neutral"):
         if loss.get(key, 0.0) < 0:
             raise ValueError(f"loss.{key}={loss.get(key)} must be >= 0")
@@ -112,8 +117,8 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         lambda_adv_d=loss.lambda_adv_d,
         lambda_intra=loss.lambda_intra,
         lambda_gp=loss.lambda_gp,
-        lambda_pair=float(loss.get("lambda_pair", 0.0)) if variant.use_gan else 0.0,
-        lambda_neutral=float(loss.get("lambda_neutral", 0.0)) if variant.use_gan else 0.0,
+        lambda_pair=pair,
+        lambda_neutral=neutral,
         gate_by_select=gate_by_select(config.train.get("gating", "auto"), jax.default_backend()),
         lr_offset=lr_offset,
     )
