@@ -87,6 +87,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.num_subjects = 60  # synthetic_faces only.
     config.data.num_folds = 10
     config.data.fold = 0
+    # Random horizontal flips of training faces (the paper names none; off in configs/demo.py:
+    # the rendered contempt raises one lip corner only, and no subject shows its mirror image).
     config.data.flip = True
     config.data.worker_count = 0  # grain workers (0 = in-process).
     # Face alignment of real databases (synthetic_faces are rendered aligned and ignore it):
@@ -121,6 +123,10 @@ def get_config() -> ml_collections.ConfigDict:
     # (the paper, Table II); 'finetune' = R trains its own copy, initialised from the identity
     # network's trunk, with L_R (a departure from the paper; L_id keeps the frozen network).
     config.recognizer.trunk = "frozen"
+    # Least intensity of x_pf's own class (a departure; 0 = the paper's v_y ~ U(0, 1), Eq. 2):
+    # v_y is drawn in [synthetic_min_intensity, 1], so R is not taught that a nearly neutral
+    # face x_pf shows y (docs/results.md).
+    config.recognizer.synthetic_min_intensity = 0.0
 
     config.identity = ml_collections.ConfigDict()
     config.identity.pretrain = False  # train: first run pretrain_identity when weights are unset.

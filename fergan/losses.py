@@ -32,6 +32,16 @@ def inference_code(
     return expression_code(y, v)
 
 
+def raise_intensity(y: jax.Array, v: jax.Array, least: float) -> jax.Array:
+    """v with each sample's own class y moved from [0, 1] to [least, 1]: v_y -> least + (1 -
+    least) v_y, other classes unchanged (FESR's `recognizer.synthetic_min_intensity`, not a paper
+    choice: the paper's v_y ~ U(0, 1) labels nearly neutral faces x_pf with y). y: [B] int, v:
+    [B, K]. least = 0 returns v itself."""
+    if least == 0:
+        return v
+    return v + jax.nn.one_hot(y, v.shape[-1], dtype=v.dtype) * least * (1.0 - v)
+
+
 def critic_loss(adv_real: jax.Array, adv_fake: jax.Array) -> jax.Array:
     """WGAN critic term of L^img_adv,d (Eq. 5): -E[Dadv(x)] + E[Dadv(x_hat)]. Inputs [B]."""
     return jnp.mean(adv_fake) - jnp.mean(adv_real)

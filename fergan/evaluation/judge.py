@@ -364,8 +364,9 @@ class JudgeContext:
     def metrics(
         self, editor: Editor | None, test: dict, intensity: bool = True, sources: dict | None = None
     ) -> dict:
-        """The judge metrics of METRICS (None where skipped) plus `judge` (its name or None),
-        `judge_excluded_classes` and `judge_info`.
+        """The judge metrics of METRICS (None where skipped) plus
+        `intensity_spearman_per_class` ({class name: Spearman} over the judged classes),
+        `judge` (its name or None), `judge_excluded_classes` and `judge_info`.
 
         editor: the method's renderer (`Method.editor`), or None for a run without one (edit
         metrics None). test: `x` [N, S, S, c] in [-1, 1], `y` [N] and `landmarks` [N, 68, 2]
@@ -374,7 +375,7 @@ class JudgeContext:
         start from, like `test` (default: `test`); a source with y = -1 (a neutral face) is
         edited to every class.
         """
-        out = dict.fromkeys(METRICS)
+        out = dict.fromkeys(METRICS) | {"intensity_spearman_per_class": None}
         out["linear_probe_accuracy"] = self.probe_accuracy(test)
         judge = self.judge
         out["judge"] = judge.name if judge else None
@@ -399,4 +400,10 @@ class JudgeContext:
             )
             out["intensity_spearman"] = edit_metrics.intensity_spearman(response)
             out["intensity_gap"] = edit_metrics.intensity_gap(response)
+            # Which target classes the sweep fails on (their mean is intensity_spearman).
+            names = self.datasets.class_names
+            out["intensity_spearman_per_class"] = {
+                names[c]: edit_metrics.intensity_spearman(response[:, i : i + 1])
+                for i, c in enumerate(judge.classes)
+            }
         return out

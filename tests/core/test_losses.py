@@ -89,3 +89,14 @@ def test_intra_class_terms_are_known_distances(rdbp):
     np.testing.assert_allclose(terms["real"], 2.5, rtol=1e-6)
     np.testing.assert_allclose(terms["synthetic"], 11.5, rtol=1e-6)
     assert set(losses.intra_class_terms(f_real, f_partner, None, rdbp=rdbp)) == {"real"}
+
+
+def test_raise_intensity_moves_the_own_class_only():
+    v = jax.random.uniform(jax.random.PRNGKey(0), (64, 7))
+    y = jnp.arange(64) % 7
+    raised = losses.raise_intensity(y, v, 0.6)
+    own = jax.nn.one_hot(y, 7, dtype=bool)
+    np.testing.assert_allclose(raised[own], 0.6 + 0.4 * v[own], rtol=1e-6)
+    assert float(raised[own].min()) >= 0.6 and float(raised[own].max()) <= 1.0
+    np.testing.assert_array_equal(raised[~own], v[~own])
+    assert losses.raise_intensity(y, v, 0.0) is v  # The paper's draw, untouched.

@@ -215,6 +215,30 @@ def test_fesr_real_renders_each_sample_itself_with_every_expression():
         np.testing.assert_allclose(x_pf[rows], expected, atol=2e-5)
 
 
+def test_synthetic_min_intensity_raises_only_the_own_class_of_x_pf():
+    config = tiny_config()
+    config.recognizer.synthetic_min_intensity = 0.7
+    nets, hp, state = setup(config)
+    s2 = at_step(state, hp.pre_steps)
+    batch = random_batch(config)
+
+    @jax.jit
+    def synthetic(state, batch):
+        ctx = step_lib.prepare(nets, hp, state, batch)
+        return ctx.fixed["x_pf"], ctx.noise["z"], ctx.noise["v_pf"]
+
+    x_pf, z, v_pf = synthetic(s2, batch)
+    gen, params = nets.generator, {"params": s2.g.params}
+    y = jnp.asarray(batch["y"])
+    render = lambda v: gen.apply(params, z, losses.expression_code(y, v), method=gen.decode)
+    own = jax.nn.one_hot(y, nets.num_classes)
+    np.testing.assert_allclose(x_pf, render(v_pf + own * 0.7 * (1.0 - v_pf)), atol=2e-5)
+    assert float(jnp.abs(x_pf - render(v_pf)).max()) > 1e-3  # Not the paper's U(0, 1) draw.
+    config.recognizer.synthetic_min_intensity = 1.0
+    with pytest.raises(ValueError, match=r"recognizer.synthetic_min_intensity=1.0 must be in"):
+        make_hparams(config, 1)
+
+
 @pytest.mark.parametrize("variant", ["FESR_JL", "FESR_SL"])
 def test_cond_and_select_gating_agree_across_the_stage_switch(variant):
     config = tiny_config(variant, **SHARED)

@@ -12,7 +12,7 @@ from configs import demo
 from fergan.data import face_renderer
 from fergan.data.builders import ck_plus, oulu_casia
 from fergan.data.preprocess import to_float
-from fergan.evaluation import judge
+from fergan.evaluation import edit_metrics, judge
 from fergan.methods.fesr import evaluation as fesr_evaluation
 from fergan.methods.fesr import rendering
 from fergan.methods.fesr.hparams import make_hparams
@@ -113,6 +113,30 @@ ORACLE_SUBJECTS, ORACLE_STEPS = 40, 300
 ORACLE_MIN_ACCURACY = 0.7
 
 
+# The default oracle on 20 subjects' ramps: Spearman 0.95, gap 0.78 (docs/results.md).
+RAMP_MIN_SPEARMAN, RAMP_MIN_GAP = 0.8, 0.5
+
+
+def _true_ramp_response(j, spec: dict, num_subjects: int) -> np.ndarray:
+    """The judge's p_b [N, K, A] on faces rendered at each of edit_metrics.INTENSITIES of each
+    class b, for new subjects (one pose and lighting per subject and class)."""
+    k, size = len(face_renderer.EXPRESSIONS), spec["image_size"]
+    faces = []
+    for s in range(num_subjects):
+        identity = face_renderer.sample_identity(np.random.default_rng([7, 0, s]), spec["style"])
+        for b in range(k):
+            nuisance = face_renderer.sample_nuisance(
+                np.random.default_rng([7, 1, s, b]), spec["nuisance"]
+            )
+            for a in edit_metrics.INTENSITIES:
+                rng = np.random.default_rng([7, 2, s, b])
+                img = face_renderer.render_face(identity, b, a, size, rng, nuisance)
+                faces.append(np.round(img * 255.0).astype(np.uint8))
+    probs = j.predict(to_float(np.stack(faces)[..., None]))
+    probs = probs.reshape(num_subjects, k, len(edit_metrics.INTENSITIES), k)
+    return np.stack([probs[:, b, :, b] for b in range(k)], axis=1)
+
+
 def test_oracle_judge_learns_expressions_of_unseen_subjects_and_is_cached(tmp_path, monkeypatch):
     config = demo.get_config()
     config.judge.oracle_subjects = ORACLE_SUBJECTS
@@ -131,6 +155,11 @@ def test_oracle_judge_learns_expressions_of_unseen_subjects_and_is_cached(tmp_pa
     faces = to_float(np.stack([f.image for f in frames])[..., None])
     labels = np.array([f.label for f in frames])
     assert np.mean(first.predict(faces).argmax(-1) == labels) >= ORACLE_MIN_ACCURACY
+    # It measures intensity: along the renderer's own neutral-to-apex ramps of unseen subjects
+    # its p_b rises (the ceiling of intensity_spearman / intensity_gap for an editor).
+    response = _true_ramp_response(first, spec, num_subjects=8)
+    assert edit_metrics.intensity_spearman(response) >= RAMP_MIN_SPEARMAN
+    assert edit_metrics.intensity_gap(response) >= RAMP_MIN_GAP
     # Cached: a second judge loads the folder (no training) and predicts the same.
     folder = first.info["folder"]
     assert os.path.dirname(folder) == os.path.join(data_dir, "judges")

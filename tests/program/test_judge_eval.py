@@ -27,8 +27,12 @@ def test_training_summary_holds_every_judge_metric(tmp_path):
     assert on_disk["judge"] == "oracle" and on_disk["judge_excluded_classes"] == []
     assert os.path.isdir(on_disk["judge_info"]["folder"])  # Cached under the data dir.
     assert on_disk["judge_info"]["folder"].startswith(str(tmp_path / "tfds" / "judges"))
-    # The probe is the pixel logistic regression on this run's own training and test faces.
     datasets = pipeline.build_datasets(config, str(tmp_path / "tfds"))
+    per_class = on_disk["intensity_spearman_per_class"]
+    assert list(per_class) == list(datasets.class_names)
+    # Every class has the same faces, so the classes' mean is the overall Spearman.
+    assert np.mean(list(per_class.values())) == pytest.approx(on_disk["intensity_spearman"])
+    # The probe is the pixel logistic regression on this run's own training and test faces.
     train_faces = pipeline.eval_arrays(datasets, "train")
     test_faces = pipeline.eval_arrays(datasets, "test")
     expected = edit_metrics.linear_probe_accuracy(

@@ -32,6 +32,7 @@ class StepHParams:
     lambda_gp: float
     lambda_pair: float = 0.0  # Paired synthesis at apex (a departure; configs/default.py).
     lambda_neutral: float = 0.0  # Paired synthesis at intensity 0, to the sequence's neutral.
+    synthetic_min_intensity: float = 0.0  # Least v_y of x_pf (a departure; configs/default.py).
     gate_by_select: bool = False  # Off updates: both branches then jnp.where, not lax.cond.
     lr_offset: int = 0  # Schedule iterations before step 0 (BASELINE: the skipped P_pre).
 
@@ -96,6 +97,9 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
     for key in ("lambda_pair", "lambda_neutral"):
         if loss.get(key, 0.0) < 0:
             raise ValueError(f"loss.{key}={loss.get(key)} must be >= 0")
+    min_intensity = float(config.recognizer.get("synthetic_min_intensity", 0.0))
+    if not 0.0 <= min_intensity < 1.0:
+        raise ValueError(f"recognizer.synthetic_min_intensity={min_intensity} must be in [0, 1)")
     if loss.get("lambda_neutral", 0.0) > 0 and not config.data.neutral_first_frames:
         raise ValueError(
             f"loss.lambda_neutral={loss.lambda_neutral} needs data.neutral_first_frames=True "
@@ -119,6 +123,7 @@ def make_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ste
         lambda_gp=loss.lambda_gp,
         lambda_pair=pair,
         lambda_neutral=neutral,
+        synthetic_min_intensity=min_intensity,
         gate_by_select=gate_by_select(config.train.get("gating", "auto"), jax.default_backend()),
         lr_offset=lr_offset,
     )

@@ -162,7 +162,10 @@ def _synthesize(
         # FESR_Real renders g(x) of the sample itself with every expression; the others use z.
         k = nets.num_classes
         source = jnp.repeat(g, k, axis=0) if v.synthetic_from_real else noise["z"]
-        u_pf = losses.expression_code(synthetic_labels(y, v, k), noise["v_pf"])
+        y_pf = synthetic_labels(y, v, k)
+        u_pf = losses.expression_code(
+            y_pf, losses.raise_intensity(y_pf, noise["v_pf"], hp.synthetic_min_intensity)
+        )
 
         def make_pf(src):
             x_pf = gen.apply({"params": g_params}, src, u_pf, method=gen.decode)
