@@ -41,6 +41,10 @@ BAD_INPUTS = {
     "unknown flag": (["--nonsense=1"], "nonsense"),
     "unknown judge": (["--config.judge.kind=vgg"], "judge.kind='vgg'"),
     "unknown cpu isa": (["--config.determinism.cpu_isa=AVX3"], "determinism.cpu_isa='AVX3'"),
+    "synthetic intensity out of range": (
+        ["--config.recognizer.synthetic_min_intensity=1.5"],
+        "recognizer.synthetic_min_intensity=1.5 must be in [0, 1)",
+    ),
     "neutral pairs without neutral frames": (
         ["--config.loss.lambda_neutral=1"],
         "loss.lambda_neutral=1.0 needs data.neutral_first",
