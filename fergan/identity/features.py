@@ -25,6 +25,12 @@ def _identity_feature(model: LightCNN29, params: PyTree, faces: jax.Array) -> ja
     )
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _trunk_output(model: LightCNN29, params: PyTree, faces: jax.Array) -> jax.Array:
+    """[B, S, S, c] faces in [-1, 1] -> conv1..pool3 output [B, S/8, S/8, 192*width]."""
+    return model.apply({"params": params}, to_lightcnn_input(faces), method=LightCNN29.trunk)
+
+
 def identity_features(
     model: LightCNN29, params: PyTree, x: np.ndarray, batch: int = FEATURE_BATCH
 ) -> np.ndarray:
@@ -42,3 +48,16 @@ def identity_features(
     return batched_apply(
         lambda xb: _identity_feature(model, params, xb), np.asarray(x), batch=batch
     )
+
+
+def trunk_outputs(
+    model: LightCNN29, params: PyTree, x: np.ndarray, batch: int = FEATURE_BATCH
+) -> np.ndarray:
+    """The LightCNN trunk (conv1..pool3, what R's head reads) on faces.
+
+    Args: as `identity_features`.
+
+    Returns:
+      [N, S/8, S/8, 192*width] float32.
+    """
+    return batched_apply(lambda xb: _trunk_output(model, params, xb), np.asarray(x), batch=batch)
