@@ -279,15 +279,20 @@ class _TripletLoader:
             "slot": np.int32(slot),
         }
 
+    def _subject_frame(self, pos: int, label: int, rng: np.random.Generator) -> int | None:
+        """A position drawn uniformly among the frames of example `pos`'s subject that show
+        `label`; None, drawing nothing, when the subject has none."""
+        pool = self.by_subject_class.get((int(self.source.subjects[pos]), label))
+        return None if pool is None else int(pool[int(rng.integers(len(pool)))])
+
     def _target(self, pos: int, y_target: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """A frame of example `pos`'s subject: one showing `y_target` (any pose) when the subject
         has one, else any of its other frames; with its label and [-1, 1] landmarks."""
-        subject = int(self.source.subjects[pos])
-        pool = self.by_subject_class.get((subject, y_target))
-        if pool is None:
-            own = self.by_subject[subject]
+        target = self._subject_frame(pos, y_target, rng)
+        if target is None:
+            own = self.by_subject[int(self.source.subjects[pos])]
             pool = own[own != pos] if len(own) > 1 else own
-        target = int(pool[int(rng.integers(len(pool)))])
+            target = int(pool[int(rng.integers(len(pool)))])
         row = self.source[target]
         face, landmarks = row["image"], row["landmarks"]
         if self.flip and rng.random() < 0.5:
@@ -303,13 +308,12 @@ class _TripletLoader:
     ) -> dict[str, np.ndarray]:
         """A frame of example `pos`'s subject showing `y_target`, flipped with x: `x_pair`, and
         `pair_valid` 1.0; where the subject has no such frame, x itself and 0.0."""
-        pool = self.by_subject_class.get((int(self.source.subjects[pos]), y_target))
-        target = pos if pool is None else int(pool[int(rng.integers(len(pool)))])
-        face = self.source.image(target)
+        target = self._subject_frame(pos, y_target, rng)
+        face = self.source.image(pos if target is None else target)
         face = face[:, ::-1] if flipped else face
         return {
             "x_pair": to_float(np.ascontiguousarray(face)),
-            "pair_valid": np.float32(pool is not None),
+            "pair_valid": np.float32(target is not None),
         }
 
     def _own_neutral(self, pos: int, flipped: bool) -> dict[str, np.ndarray]:
