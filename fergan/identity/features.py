@@ -1,4 +1,5 @@
-"""F_id, the identity feature of faces (Eq. 12), computed in one place."""
+"""F_id, the identity feature of faces (Eq. 12), and the LightCNN trunk's output, each computed in
+one place."""
 
 from __future__ import annotations
 
