@@ -18,18 +18,12 @@ PyTree = Any
 FEATURE_BATCH = 64
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _identity_feature(model: LightCNN29, params: PyTree, faces: jax.Array) -> jax.Array:
-    """[B, S, S, c] faces in [-1, 1] -> F_id [B, 256*width], the input conversion jitted too."""
-    return model.apply(
-        {"params": params}, to_lightcnn_input(faces), method=LightCNN29.identity_feature
-    )
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _trunk_output(model: LightCNN29, params: PyTree, faces: jax.Array) -> jax.Array:
-    """[B, S, S, c] faces in [-1, 1] -> conv1..pool3 output [B, S/8, S/8, 192*width]."""
-    return model.apply({"params": params}, to_lightcnn_input(faces), method=LightCNN29.trunk)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _lightcnn_apply(model: LightCNN29, method: str, params: PyTree, faces: jax.Array) -> jax.Array:
+    """[B, S, S, c] faces in [-1, 1] -> LightCNN29.<method> of them, the input conversion jitted
+    too ('identity_feature': F_id [B, 256*width]; 'trunk': [B, S/8, S/8, 192*width])."""
+    lightcnn_input = to_lightcnn_input(faces)
+    return model.apply({"params": params}, lightcnn_input, method=getattr(LightCNN29, method))
 
 
 def identity_features(
@@ -46,9 +40,8 @@ def identity_features(
     Returns:
       [N, 256*width] float32 features ([0, 256*width] when N == 0).
     """
-    return batched_apply(
-        lambda xb: _identity_feature(model, params, xb), np.asarray(x), batch=batch
-    )
+    apply = functools.partial(_lightcnn_apply, model, "identity_feature", params)
+    return batched_apply(apply, np.asarray(x), batch=batch)
 
 
 def trunk_outputs(
@@ -61,4 +54,5 @@ def trunk_outputs(
     Returns:
       [N, S/8, S/8, 192*width] float32.
     """
-    return batched_apply(lambda xb: _trunk_output(model, params, xb), np.asarray(x), batch=batch)
+    apply = functools.partial(_lightcnn_apply, model, "trunk", params)
+    return batched_apply(apply, np.asarray(x), batch=batch)
