@@ -17,7 +17,8 @@ A trunk far below the pixels loses expression on the way to R's head, so R must 
 (`recognizer.trunk` 'finetune') before it can match the pixel probe.
 
 Prints a table, then the same results as one JSON line. Exit status 0; 2 on a bad flag, a
-missing weights folder or a config the data cannot be built from.
+missing weights folder, a run of another data split or trunk size, or a config the data cannot
+be built from (all checked before <workdir>/tfds is written).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from fergan import console
-from fergan.data.pipeline import build_datasets, data_dir, eval_arrays
+from fergan.data.pipeline import build_datasets, check_data, data_dir, eval_arrays
 from fergan.evaluation.edit_metrics import linear_probe_accuracy
 from fergan.identity.features import trunk_outputs
 from fergan.identity.network import identity_network
@@ -101,6 +102,43 @@ def probe_table(train: dict, test: dict, trunks: dict, model: LightCNN29) -> lis
     ]
 
 
+# The run's data keys that must equal the config's, or its trunk is probed on faces it trained on.
+_RUN_DATA_KEYS = ("name", "num_subjects", "num_folds", "fold", "fold_seed", "render seed")
+
+
+def _data_keys(config: dict) -> dict:
+    """`_RUN_DATA_KEYS` of a config (as a dict); 'render seed' is the synthetic set's (its
+    data.synthetic_seed, or the run's seed when that is -1)."""
+    data = config["data"]
+    render = data.get("synthetic_seed", -1)
+    return {k: data[k] for k in _RUN_DATA_KEYS[:-1] if k in data} | {
+        "render seed": render if render >= 0 else config["seed"]
+    }
+
+
+def _run_trunks(run: str, config, reference) -> dict[str, dict]:
+    """The trained trunks of `run`'s latest checkpoint by name; ValueError when there is none,
+    when one does not fit `reference` (the config's trunk) or the run's data split is another."""
+    with open(os.path.join(run, "config.json")) as f:
+        theirs = _data_keys(json.load(f))
+    ours = _data_keys(config.to_dict())
+    for key in _RUN_DATA_KEYS:
+        if key in theirs and theirs[key] != ours.get(key):  # Keys older configs lack: not checked.
+            raise ValueError(f"--runs: {run} has {key} {theirs[key]!r}, the config {ours[key]!r}")
+    step, checkpoint = compare_runs.restore_raw(run)
+    found = trained_trunks(checkpoint["state"], set(reference))
+    if not found:
+        raise ValueError(f"--runs: {run} (step {step}) has no trained trunk")
+    shape = lambda tree: jax.tree.map(np.shape, tree)
+    for path, tree in found.items():
+        if shape(tree) != shape(reference):
+            raise ValueError(
+                f"--runs: {run}: {path} does not fit the config's LightCNN trunk "
+                f"(model.width={config.model.width}, model.image_size={config.model.image_size})"
+            )
+    return {f"trunk, {run} step {step}: {k}": v for k, v in found.items()}
+
+
 def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
     if len(argv) > 1:
         return cli.error(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -117,25 +155,15 @@ def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> int:
             return cli.error(f"--{flag}: {missing[0]} is not a folder")
     console.quiet_libraries()
     logging.set_verbosity(logging.ERROR)  # TFDS' custom-config notice; the table is the output.
-    model, size = identity_network(config), int(config.model.image_size)
     try:
+        check_data(config)  # Everything about the data, before <workdir>/tfds is written.
+        model, size = identity_network(config), int(config.model.image_size)
+        reference = untrained_trunk(model, 0, size)
         trunks = {f"trunk, untrained (seed {s})": untrained_trunk(model, s, size) for s in seeds}
         for path in flag_values.weights:
             trunks[f"trunk, {path}"] = load_identity_params(path, model, size)
         for run in flag_values.runs:
-            step, checkpoint = compare_runs.restore_raw(run)
-            reference = untrained_trunk(model, 0, size)
-            found = trained_trunks(checkpoint["state"], set(reference))
-            if not found:
-                return cli.error(f"--runs: {run} (step {step}) has no trained trunk")
-            shape = lambda tree: jax.tree.map(np.shape, tree)
-            for path, tree in found.items():
-                if shape(tree) != shape(reference):
-                    return cli.error(
-                        f"--runs: {run}: {path} does not fit the config's LightCNN trunk "
-                        f"(model.width={config.model.width}, model.image_size={size})"
-                    )
-            trunks.update({f"trunk, {run} step {step}: {k}": v for k, v in found.items()})
+            trunks.update(_run_trunks(run, config, reference))
         datasets = build_datasets(config, data_dir(config, flag_values.workdir))
     except (ValueError, OSError, compare_runs.MissingRunError) as e:
         return cli.error(str(e))

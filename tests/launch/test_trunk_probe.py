@@ -115,3 +115,16 @@ def test_trained_trunks_are_parameter_subtrees_with_the_trunk_layers():
     }
     found = trunk_probe.trained_trunks(state, set(layers))
     assert list(found) == ["r/params/trunk"] and found["r/params/trunk"] == layers
+
+
+def test_a_run_of_another_split_is_refused_before_anything_is_written(
+    tmp_path, capsys, config_file
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    other = {"name": "synthetic_faces", "num_subjects": 4, "num_folds": 2, "fold": 1}
+    (run / "config.json").write_text(json.dumps({"seed": 0, "data": other}))
+    argv = [f"--config={config_file}", f"--workdir={tmp_path / 'w'}", f"--runs={run}"]
+    assert cli.call(trunk_probe.main, trunk_probe.define_flags, argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"error: --runs: {run} has fold 1, the config 0"
+    assert not os.path.exists(tmp_path / "w")
