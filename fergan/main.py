@@ -54,7 +54,7 @@ EXIT_USER_ERROR = 2
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (config, files, data), reported in one line."""
-    from fergan.experiments.train import NonFiniteLossError
+    from fergan.types import NonFiniteLossError  # Not via the training loop: TensorFlow.
 
     return (ValueError, OSError, NonFiniteLossError, app.UsageError)
 

@@ -15,3 +15,8 @@ Metrics = dict[str, jax.Array]  # Scalar metrics of one iteration.
 Editor = Callable[..., np.ndarray]
 # Faces [N, S, S, c] in [-1, 1] -> identity features [N, D].
 FeatureFn = Callable[[np.ndarray], np.ndarray]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or Inf; training stopped before saving that state. Here, not in the
+    training loop's module, so the CLI names it as bad input without importing that loop."""

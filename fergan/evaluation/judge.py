@@ -7,9 +7,16 @@ Two judges, chosen by `judge.kind` ('auto' = 'oracle' for synthetic_faces, else 
   `judge.fer_model`. Its classes map to the dataset's by name; classes it lacks (contempt) are
   reported as excluded and left out of every judge metric.
 - 'oracle': for synthetic_faces, a small CNN trained once on rendered faces of subjects disjoint
-  from the dataset's (another render seed, subject ids from ORACLE_SUBJECT_OFFSET). It is cached
-  under `<data_dir>/judges/<hash of its spec>`, written to a temporary folder and renamed into
-  place, so a half-written judge is never read.
+  from the dataset's (another render seed, subject ids from ORACLE_SUBJECT_OFFSET), with the
+  sequences' neutral first frames as an extra 'neutral' output. It is cached under
+  `<data_dir>/judges/<hash of its spec>`, written to a temporary folder and renamed into place,
+  so a half-written judge is never read.
+
+Both judges can call a face neutral, and p_b is the judge's own probability of class b: the
+neutral output keeps its share, so a neutral face has a low p_b for every b. Without it a judge
+must name an expression on a neutral face, and the class it names there starts its intensity
+curve high (the oracle without a neutral output called neutral faces anger: Spearman 0.95 on the
+renderer's own ramps, anger the weak class; docs/results.md).
 
 `JudgeContext` builds the run's judge on first use and computes the `eval` metrics
 `judge_accuracy_real`, `edit_accuracy`, `intensity_spearman`, `intensity_gap` and
@@ -64,10 +71,15 @@ FER_ALIASES = {
     "surprise": ("surprise", "surprised"),
     "neutral": ("neutral",),
 }
-ORACLE_VERSION = 1  # Bump when the oracle's data or training changes (new cache folder).
+ORACLE_VERSION = 2  # Bump when the oracle's data or training changes (new cache folder).
 ORACLE_SIZE = 32  # The oracle sees faces resized to this size.
 ORACLE_SUBJECT_OFFSET = 1_000_000  # Oracle subject ids start here, past any dataset's.
 ORACLE_TEST_SUBJECTS = 20  # Further rendered subjects for the oracle's own held-out accuracy.
+ORACLE_RAMP_SEED = 7  # Subjects of the ramps that measure the oracle's intensity ceiling.
+# The oracle's facts in `Judge.info` (and summary.json's judge_info): peak-frame accuracy and the
+# intensity_spearman / intensity_gap of an exact editor (`true_ramp_response`), 20 new subjects.
+ORACLE_FACTS = ("held_out_accuracy", "ramp_intensity_spearman", "ramp_intensity_gap")
+NEUTRAL = len(synthetic.EXPRESSIONS)  # The oracle's extra output: a neutral face.
 ORACLE_BATCH = 64
 ORACLE_LEARNING_RATE = 2e-3
 METRICS = (
@@ -121,10 +133,10 @@ def fer_class_map(class_names) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _fer_probs(model: MiniXception, variables, x: jax.Array, columns: jax.Array) -> jax.Array:
-    """Softmax over the FER2013 outputs `columns` [K'] only (renormalised over the shared
-    classes): [N, H, W, c] in [-1, 1] -> [N, K']."""
+    """FER2013's probabilities of its outputs `columns` [K'] (the shared classes), from its softmax
+    over all seven outputs, neutral included: [N, H, W, c] in [-1, 1] -> [N, K']."""
     logits = model.apply(variables, to_fer_input(x))
-    return jax.nn.softmax(logits[:, columns], axis=-1)
+    return jax.nn.softmax(logits, axis=-1)[:, columns]
 
 
 def fer_judge(class_names, path: str) -> Judge:
@@ -189,7 +201,8 @@ def to_oracle_input(x: jax.Array) -> jax.Array:
 
 
 def render_oracle_faces(spec: dict, num_subjects: int, tag: str, peak_only: bool = False):
-    """Labelled frames of `num_subjects` new subjects rendered like the dataset.
+    """Frames of `num_subjects` new subjects rendered like the dataset: every sequence's labelled
+    frames and its neutral first frame (label NEUTRAL), or its peak frame alone (`peak_only`).
 
     Returns: (x float32 [M, S, S, 1] in [-1, 1] at the dataset's size, y int32 [M]).
     """
@@ -204,11 +217,34 @@ def render_oracle_faces(spec: dict, num_subjects: int, tag: str, peak_only: bool
             nuisance=spec["nuisance"],
             style=spec["style"],
             subject_offset=ORACLE_SUBJECT_OFFSET,
+            neutral_first_frames=not peak_only,
         )
         if f.is_peak or not peak_only
     ]
     x = to_float(np.stack([f.image for f in frames])[..., None])
-    return x, np.array([f.label for f in frames], np.int32)
+    return x, np.array([NEUTRAL if f.neutral else f.label for f in frames], np.int32)
+
+
+def true_ramp_response(predict: edit_metrics.JudgeFn, spec: dict, num_subjects: int, seed: int):
+    """A judge's p_b on the renderer's own faces of each class b at each of
+    edit_metrics.INTENSITIES, for `num_subjects` new subjects drawn from `seed` (one pose and
+    lighting per subject and class): [N, K, A], the response of an editor that renders exactly.
+    Its intensity_spearman / intensity_gap are the ceilings of an editor's."""
+    k, size = len(synthetic.EXPRESSIONS), spec["image_size"]
+    faces = []
+    for s in range(num_subjects):
+        identity = synthetic.sample_identity(np.random.default_rng([seed, 0, s]), spec["style"])
+        for b in range(k):
+            nuisance = synthetic.sample_nuisance(
+                np.random.default_rng([seed, 1, s, b]), spec["nuisance"]
+            )
+            for a in edit_metrics.INTENSITIES:
+                rng = np.random.default_rng([seed, 2, s, b])
+                img = synthetic.render_face(identity, b, a, size, rng, nuisance)
+                faces.append(np.round(img * 255.0).astype(np.uint8))
+    probs = predict(to_float(np.stack(faces)[..., None]))
+    probs = probs.reshape(num_subjects, k, len(edit_metrics.INTENSITIES), k)
+    return np.stack([probs[:, b, :, b] for b in range(k)], axis=1)
 
 
 def train_oracle(x: np.ndarray, y: np.ndarray, num_classes: int, steps: int, seed: int = 0):
@@ -241,12 +277,14 @@ def train_oracle(x: np.ndarray, y: np.ndarray, num_classes: int, steps: int, see
 
 @functools.partial(jax.jit, static_argnums=0)
 def _oracle_probs(model: OracleCNN, params, x: jax.Array) -> jax.Array:
-    return jax.nn.softmax(model.apply({"params": params}, to_oracle_input(x)), axis=-1)
+    probs = jax.nn.softmax(model.apply({"params": params}, to_oracle_input(x)), axis=-1)
+    return probs[:, :NEUTRAL]  # The neutral output keeps its share (module docstring).
 
 
-def oracle_predict(params, num_classes: int) -> edit_metrics.JudgeFn:
-    """[N, S, S, c] in [-1, 1] -> probabilities [N, K] of the oracle with `params`."""
-    model = OracleCNN(num_classes)
+def oracle_predict(params) -> edit_metrics.JudgeFn:
+    """[N, S, S, c] in [-1, 1] -> probabilities [N, K] of the K expressions (summing to 1 minus
+    the neutral output's) of the oracle with `params`."""
+    model = OracleCNN(NEUTRAL + 1)
     return lambda x: batched_apply(lambda xb: _oracle_probs(model, params, xb), x, batch=_BATCH)
 
 
@@ -282,7 +320,6 @@ def load_judge(path: str) -> tuple[dict, dict]:
 def oracle_judge(config: ml_collections.ConfigDict, data_dir: str) -> Judge:
     """The synthetic_faces oracle: loaded from its cache folder, or trained and saved there."""
     spec = oracle_spec(config)
-    k = len(synthetic.EXPRESSIONS)
     path = oracle_dir(data_dir, spec)
     if not os.path.isdir(path):
         # Silent for up to a minute otherwise, in the middle of the first evaluation.
@@ -290,15 +327,22 @@ def oracle_judge(config: ml_collections.ConfigDict, data_dir: str) -> Judge:
             f"training the oracle judge on {spec['subjects']} rendered subjects, once: {path}"
         )
         x, y = render_oracle_faces(spec, spec["subjects"], "train")
-        params = train_oracle(x, y, k, spec["steps"], seed=spec["seed"])
+        params = train_oracle(x, y, NEUTRAL + 1, spec["steps"], seed=spec["seed"])
+        predict = oracle_predict(params)
         test_x, test_y = render_oracle_faces(spec, ORACLE_TEST_SUBJECTS, "test", peak_only=True)
-        probs = oracle_predict(params, k)(test_x)
-        accuracy = float(np.mean(np.argmax(probs, -1) == test_y))
-        save_judge(path, {"params": params}, {"spec": spec, "held_out_accuracy": accuracy})
-    variables, info = load_judge(path)
-    info = {"folder": path, "held_out_accuracy": info["held_out_accuracy"]}
-    predict = oracle_predict(variables["params"], k)
-    return Judge("oracle", predict, tuple(range(k)), (), info)
+        accuracy = float(np.mean(np.argmax(predict(test_x), -1) == test_y))
+        ramps = true_ramp_response(predict, spec, ORACLE_TEST_SUBJECTS, seed=ORACLE_RAMP_SEED)
+        info = {
+            "spec": spec,
+            "held_out_accuracy": accuracy,
+            "ramp_intensity_spearman": edit_metrics.intensity_spearman(ramps),
+            "ramp_intensity_gap": edit_metrics.intensity_gap(ramps),
+        }
+        save_judge(path, {"params": params}, info)
+    variables, saved = load_judge(path)
+    info = {"folder": path} | {key: saved[key] for key in ORACLE_FACTS}
+    predict = oracle_predict(variables["params"])
+    return Judge("oracle", predict, tuple(range(NEUTRAL)), (), info)
 
 
 def judge_kind(config: ml_collections.ConfigDict) -> str:

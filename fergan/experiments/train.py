@@ -27,10 +27,7 @@ from fergan.identity import weights as identity_weights
 from fergan.processes import wait_for_processes
 from fergan.training import cpu_workarounds, replicas
 from fergan.training.parallel import data_parallel_step, select_devices
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or Inf; training stopped before saving that state."""
+from fergan.types import NonFiniteLossError
 
 
 def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
