@@ -15,7 +15,7 @@ Two judges, chosen by `judge.kind` ('auto' = 'oracle' for synthetic_faces, else 
 Both judges can call a face neutral, and p_b is the judge's own probability of class b: the
 neutral output keeps its share, so a neutral face has a low p_b for every b. Without it a judge
 must name an expression on a neutral face, and the class it names there starts its intensity
-curve high (the oracle without a neutral output called neutral faces anger: Spearman 0.95 on the
+curve high (the oracle without a neutral output called neutral faces anger: Spearman 0.96 on the
 renderer's own ramps, anger the weak class; docs/results.md).
 
 `JudgeContext` builds the run's judge on first use and computes the `eval` metrics
