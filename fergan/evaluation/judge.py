@@ -96,7 +96,8 @@ _BATCH = 128  # Images per judge call.
 class Judge:
     """A judge of the dataset's K classes.
 
-    predict: [N, H, W, C] in [-1, 1] -> probabilities [N, K] (0 for classes it cannot name).
+    predict: [N, H, W, C] in [-1, 1] -> its probabilities [N, K] of the dataset classes (0 for
+    classes it cannot name; a row sums to 1 less its neutral output's share).
     """
 
     name: str
