@@ -464,13 +464,19 @@ def _write_figures(workdir: str, payload: dict, tsne_first: Sequence[str] = ()) 
 
 
 def _judge_name(collected: dict[str, dict[int, dict]]) -> str | None:
-    """'oracle' or 'fer2013 (excluded: contempt)' from the first fold result that has a judge."""
+    """'fer2013 (excluded: contempt)', or 'oracle (intensity Spearman 0.98 on the renderer's own
+    faces)' with the oracle's ceiling, from the first fold result that has a judge."""
     for results in collected.values():
         for r in results.values():
             found = r.get("judge") or {}
             if found.get("judge"):
-                excluded = found.get("judge_excluded_classes") or []
-                return found["judge"] + (f" (excluded: {', '.join(excluded)})" if excluded else "")
+                notes = []
+                if found.get("judge_excluded_classes"):
+                    notes.append(f"excluded: {', '.join(found['judge_excluded_classes'])}")
+                ceiling = (found.get("judge_info") or {}).get("ramp_intensity_spearman")
+                if ceiling is not None:
+                    notes.append(f"intensity Spearman {ceiling:.2f} on the renderer's own faces")
+                return found["judge"] + (f" ({'; '.join(notes)})" if notes else "")
     return None
 
 

@@ -27,6 +27,8 @@ def test_training_summary_holds_every_judge_metric(tmp_path):
     assert on_disk["judge"] == "oracle" and on_disk["judge_excluded_classes"] == []
     assert os.path.isdir(on_disk["judge_info"]["folder"])  # Cached under the data dir.
     assert on_disk["judge_info"]["folder"].startswith(str(tmp_path / "tfds" / "judges"))
+    for fact in judge.ORACLE_FACTS:  # Its accuracy and intensity ceiling travel with the run.
+        assert isinstance(on_disk["judge_info"][fact], float), fact
     datasets = pipeline.build_datasets(config, str(tmp_path / "tfds"))
     per_class = on_disk["intensity_spearman_per_class"]
     assert list(per_class) == list(datasets.class_names)
@@ -77,6 +79,15 @@ def test_cv_tables_show_the_judge_metrics_beside_psnr_and_ssim():
     }
     text = cv.results_markdown(payload)
     assert "judged by fer2013 (excluded: contempt)" in text
+    # The oracle's own ceiling (an exact editor's Spearman) is named beside it.
+    oracle = {0: _fold(0, 0.6, 0.7)}
+    oracle[0]["judge"] |= {
+        "judge": "oracle",
+        "judge_excluded_classes": [],
+        "judge_info": {"ramp_intensity_spearman": 0.981},
+    }
+    name = cv._judge_name({"FESR_JL": oracle})
+    assert name == "oracle (intensity Spearman 0.98 on the renderer's own faces)"
     header = next(line for line in text.splitlines() if "| PSNR (dB) |" in line)
     row = [line for line in text.splitlines() if line.startswith("| FESR_JL |")][1]
     cells = dict(zip(header.strip("|").split("|"), row.strip("|").split("|"), strict=True))
