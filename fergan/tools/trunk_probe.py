@@ -102,18 +102,18 @@ def probe_table(train: dict, test: dict, trunks: dict, model: LightCNN29) -> lis
     ]
 
 
-# The run's data keys that must equal the config's, or its trunk is probed on faces it trained on.
-_RUN_DATA_KEYS = ("name", "num_subjects", "num_folds", "fold", "fold_seed", "render seed")
+# The run's data keys that must equal the config's, or its trunk is probed on faces it trained on;
+# with the synthetic set's render seed, 'render seed' in `_data_keys`.
+_RUN_DATA_KEYS = ("name", "num_subjects", "num_folds", "fold", "fold_seed")
 
 
 def _data_keys(config: dict) -> dict:
-    """`_RUN_DATA_KEYS` of a config (as a dict); 'render seed' is the synthetic set's (its
-    data.synthetic_seed, or the run's seed when that is -1)."""
+    """`_RUN_DATA_KEYS` of a config (as a dict) and its 'render seed' (data.synthetic_seed, or
+    the run's seed when that is -1)."""
     data = config["data"]
     render = data.get("synthetic_seed", -1)
-    return {k: data[k] for k in _RUN_DATA_KEYS[:-1] if k in data} | {
-        "render seed": render if render >= 0 else config["seed"]
-    }
+    keys = {k: data[k] for k in _RUN_DATA_KEYS if k in data}
+    return keys | {"render seed": render if render >= 0 else config["seed"]}
 
 
 def _run_trunks(run: str, config, reference) -> dict[str, dict]:
@@ -122,8 +122,8 @@ def _run_trunks(run: str, config, reference) -> dict[str, dict]:
     with open(os.path.join(run, "config.json")) as f:
         theirs = _data_keys(json.load(f))
     ours = _data_keys(config.to_dict())
-    for key in _RUN_DATA_KEYS:
-        if key in theirs and theirs[key] != ours.get(key):  # Keys older configs lack: not checked.
+    for key in theirs:
+        if theirs[key] != ours.get(key):  # Keys older configs lack: not checked.
             raise ValueError(f"--runs: {run} has {key} {theirs[key]!r}, the config {ours[key]!r}")
     step, checkpoint = compare_runs.restore_raw(run)
     found = trained_trunks(checkpoint["state"], set(reference))
